@@ -3,6 +3,7 @@
  * declared in cli.h; exit codes: 0 ok, 1 the checked thing failed, 2 usage.
  */
 #include "cli.h"
+#include "cli_db.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,8 @@ static void usage(FILE *out)
                  "  rules test -r rules.yaml (--input V | --file F) [--format text|json]\n"
                  "  rules bench -r rules.yaml (--input V | --file F | --generate N) [--iterations N]\n"
                  "              [--format table|json]\n"
+                 "  slots list -c pgsense.ini\n"
+                 "  slots drop -c pgsense.ini NAME\n"
                  "  version\n");
 }
 
@@ -33,6 +36,8 @@ int main(int argc, char **argv)
         return cli_validate_main(argc - 1, argv + 1);
     if (strcmp(cmd, "rules") == 0)
         return cli_rules_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "slots") == 0)
+        return cli_slots_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pgsense %s\n", PACKAGE_VERSION);
         return 0;

@@ -12,15 +12,36 @@
 #include <stdio.h>
 
 /* Bounds: a file past them is rejected with file:line, never truncated. */
-#define CONFIG_MAX_DATABASES 256   /* [[databases]] entries */
-#define CONFIG_MAX_WEBHOOKS  64    /* [[alerts.webhooks]] entries */
-#define CONFIG_MAX_SLACK     64    /* [[alerts.slack]] entries */
-#define CONFIG_MAX_LIST      1024  /* items of one list key */
-#define CONFIG_MAX_HEADERS   32    /* header + header_file lines of one webhook */
-#define CONFIG_MAX_SECRET    8192  /* bytes of a *_file secret */
-#define CONFIG_MAX_DIAG      100   /* diagnostics kept; then one "more" line */
-#define CONFIG_NAME_MAX      63    /* names: [A-Za-z0-9_.-]{1,63} */
-#define CONFIG_SLOT_LEN      24    /* "pgsense_" + 16 hex digits */
+#define CONFIG_MAX_DATABASES 256  /* [[databases]] entries */
+#define CONFIG_MAX_WEBHOOKS  64   /* [[alerts.webhooks]] entries */
+#define CONFIG_MAX_SLACK     64   /* [[alerts.slack]] entries */
+#define CONFIG_MAX_LIST      1024 /* items of one list key */
+#define CONFIG_MAX_HEADERS   32   /* header + header_file lines of one webhook */
+#define CONFIG_MAX_SECRET    8192 /* bytes of a *_file secret */
+#define CONFIG_MAX_DIAG      100  /* diagnostics kept; then one "more" line */
+#define CONFIG_NAME_MAX      63   /* names: [A-Za-z0-9_.-]{1,63} */
+#define CONFIG_SLOT_LEN      24   /* "pgsense_" + 16 hex digits */
+
+/*
+ * File rules (conf/pgsense.ini shows them all):
+ * - Sections and keys match case-insensitively; values are literal (no
+ *   quotes); " ;" starts a trailing comment; a line holds at most 199
+ *   characters (inih's buffer), longer lines are errors.
+ * - An indented line continues the previous key: list keys get more items,
+ *   header/header_file one more header each; for any other key it is an
+ *   error (no concatenation). A key set twice in one section or entry is an
+ *   error naming both lines; only header and header_file repeat.
+ * - [[databases]], [[alerts.webhooks]], [[alerts.slack]] open one entry per
+ *   header; [databases.scan] belongs to the [[databases]] entry above it and
+ *   replaces [scan] for it wholesale (an empty one means "scan everything").
+ * - [alerts.jsonl] and [alerts.postgres] are enabled when present.
+ * - Relative paths (path, *_file, rules_file, [log] dir, ssl* files, also
+ *   from the environment) are relative to the config file's directory.
+ * - PGSENSE__SECTION[__INDEX][__SUB]__KEY environment variables override the
+ *   file (lists are replaced, not appended; an index addresses an existing
+ *   entry, numbered from 0; PGSENSE__DATABASES__0__SCAN__KEY opens that
+ *   entry's own scan).
+ */
 
 /* ---- the table of keys ---- */
 
@@ -73,14 +94,14 @@ typedef struct config_key_def {
     config_section_id section;
     const char *key;
     config_type type;
-    const char *def;             /* default as one would write it; NULL: unset */
+    const char *def; /* default as one would write it; NULL: unset */
     config_reload reload;
-    const char *doc;             /* one line for docs and `validate` */
-    size_t offset;               /* into the section's struct (see config_section_struct) */
-    size_t secret_offset;        /* SECRET_FILE: the char * receiving the content */
-    long long min, max;          /* INT, SIZE */
+    const char *doc;               /* one line for docs and `validate` */
+    size_t offset;                 /* into the section's struct (see config_section_struct) */
+    size_t secret_offset;          /* SECRET_FILE: the char * receiving the content */
+    long long min, max;            /* INT, SIZE */
     const char *const *enum_names; /* ENUM: NULL-terminated; the index is stored */
-    unsigned flags;              /* CONFIG_F_* */
+    unsigned flags;                /* CONFIG_F_* */
 } config_key_def;
 
 /* The whole table, in file order; read-only, static storage. */
@@ -126,19 +147,19 @@ typedef enum {
 const char *config_sslmode_name(int sslmode);
 
 typedef struct config_db {
-    char *name;          /* default: dbname */
-    char *host;          /* default localhost; may be a socket directory */
-    int port;            /* default 5432 */
-    char *dbname;        /* required */
-    char *username;      /* NULL: libpq's default */
-    char *password;      /* secret: password or password_file content; NULL: libpq's own */
-    char *password_file; /* absolute path or NULL */
-    char *publication;   /* default pgsense_pub */
-    int sslmode;         /* config_sslmode, default prefer */
+    char *name;                           /* default: dbname */
+    char *host;                           /* default localhost; may be a socket directory */
+    int port;                             /* default 5432 */
+    char *dbname;                         /* required */
+    char *username;                       /* NULL: libpq's default */
+    char *password;                       /* secret: password or password_file content; NULL: libpq's own */
+    char *password_file;                  /* absolute path or NULL */
+    char *publication;                    /* default pgsense_pub */
+    int sslmode;                          /* config_sslmode, default prefer */
     char *sslrootcert, *sslcert, *sslkey; /* absolute paths or NULL */
 
-    config_scan scan; /* effective: own [databases.scan], else a copy of [scan] */
-    bool own_scan;    /* true when the entry had its own [databases.scan] */
+    config_scan scan;   /* effective: own [databases.scan], else a copy of [scan] */
+    bool own_scan;      /* true when the entry had its own [databases.scan] */
     unsigned scan_line; /* line of its [databases.scan] header, 0 if none */
 
     char *identity;                 /* "host/dbname" */
@@ -183,7 +204,7 @@ typedef struct {
     char *name;  /* default slack, slack-2, ... by position */
     char *token; /* secret: token or token_file content; required */
     char *token_file;
-    char *channel; /* required */
+    char *channel;               /* required */
     char *username, *icon_emoji; /* NULL: Slack's defaults */
     int batch_size, batch_window_ms, max_retries;
     char *api_url;
@@ -301,5 +322,7 @@ const config_db *config_find_db(const config *cfg, const char *name);
 size_t config_sink_count(const config *cfg);
 /* Whether some enabled sink is durable (jsonl, postgres, a durable webhook). */
 bool config_has_durable_sink(const config *cfg);
+/* Whether an enabled sink has this name ("log", "stdout", the jsonl name, "postgres", a webhook or slack name). */
+bool config_sink_exists(const config *cfg, const char *name);
 
 #endif /* PGSENSE_CONFIG_H_INCLUDED */

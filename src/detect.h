@@ -43,10 +43,36 @@ typedef int (*detect_match_cb)(void *ctx, size_t start, size_t end);
  * Find every occurrence of kind inside free text s[0..len) (not NUL
  * terminated, may hold invalid UTF-8). Returns the number of matches
  * reported.
+ *
+ * A match covers the value as written, separators included, and is never
+ * glued to [A-Za-z0-9_] on either side, nor to a digit through one of
+ * ". , - / :" (no card inside "1.4111...", no SSN inside "2024-123-45-6789").
+ *  - credit_card: 13-19 digits plain, or 4-4-4-4, 4-6-5, 4-4-4-4-3 with one
+ *    separator (all spaces or all dashes); brand prefix and length, Luhn.
+ *  - ssn: ddd-dd-dddd, ddd dd dddd, ddd.dd.dddd only. Nine plain digits are
+ *    NOT reported (order numbers, ids); the ssn validator accepts them.
+ *  - phone: "+" or "00" international (digits grouped by space, '-', '.',
+ *    one "(...)"; 7-15 digits), NANP "(415) 555-2671", "415-555-2671",
+ *    "415.555.2671", "415 555 2671", with optional leading "1-". Bare
+ *    10-digit runs are NOT reported (order numbers); the phone validator
+ *    accepts them. Candidates are confirmed by libphonenumber
+ *    (IsValidNumber); a few trailing space-joined groups may be left out
+ *    ("+1 415 555 2671 2 items" reports "+1 415 555 2671").
+ *  - email: local part over [A-Za-z0-9_.%+-] (the email validator takes all
+ *    of RFC 5322 atext), 1-64, dot-atom; domain of 2+ labels, 1-63 chars,
+ *    no punycode "xn--" label, TLD of 2+ letters; a sentence's final '.'
+ *    is not part of it; non-ASCII next to it rejects it.
+ *  - iban: upper-case country code with its registry length, compact or
+ *    in groups of four with single spaces; check digits by mod-97-10.
  */
 size_t detect_scan(detect_builtin kind, const char *s, size_t len, detect_match_cb cb, void *ctx);
 
-/* Whether the whole of s[0..len) (a regex match) passes validator v. */
+/*
+ * Whether the whole of s[0..len) (a regex match) passes validator v: luhn
+ * (digits, single ' '/'-' between them), ssn (the three shapes or nine
+ * digits), phone (any detector shape or bare NANP digits), email, iban
+ * (compact or grouped, upper case). No surrounding text allowed.
+ */
 bool detect_validate(detect_validator v, const char *s, size_t len);
 
 /* Process-wide set-up (phone metadata); safe to call more than once. */

@@ -13,14 +13,14 @@
 #include "detect.h"
 
 /* Byte classes, one table lookup per byte (detect.c). */
-#define DC_DIGIT 0x01  /* 0-9 */
-#define DC_UPPER 0x02  /* A-Z */
-#define DC_LOWER 0x04  /* a-z */
-#define DC_GLUE  0x08  /* [A-Za-z0-9_]: a match may not touch one */
-#define DC_LOCAL 0x10  /* email local part while scanning free text: [A-Za-z0-9_.%+-] */
-#define DC_DOM   0x20  /* domain label: [A-Za-z0-9-] */
-#define DC_ATEXT 0x40  /* RFC 5322 atext (validator) */
-#define DC_NSEP  0x80  /* . , - / : joins digits into a longer number */
+#define DC_DIGIT 0x01 /* 0-9 */
+#define DC_UPPER 0x02 /* A-Z */
+#define DC_LOWER 0x04 /* a-z */
+#define DC_GLUE  0x08 /* [A-Za-z0-9_]: a match may not touch one */
+#define DC_LOCAL 0x10 /* email local part while scanning free text: [A-Za-z0-9_.%+-] */
+#define DC_DOM   0x20 /* domain label: [A-Za-z0-9-] */
+#define DC_ATEXT 0x40 /* RFC 5322 atext (validator) */
+#define DC_NSEP  0x80 /* . , - / : joins digits into a longer number */
 
 extern const unsigned char detect_cls[256];
 

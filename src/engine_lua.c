@@ -97,11 +97,11 @@ static void budget_start(engine_lua *l)
 static int sandbox_setup(lua_State *L)
 {
     static const luaL_Reg libs[] = {
-        {LUA_GNAME, luaopen_base},         {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
-        {LUA_MATHLIBNAME, luaopen_math},   {LUA_UTF8LIBNAME, luaopen_utf8},
+        {LUA_GNAME, luaopen_base},       {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
+        {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
     };
-    static const char *const drop[] = {"dofile", "loadfile", "load",  "loadstring", "require",
-                                       "collectgarbage", "print", "warn", "module"};
+    static const char *const drop[] = {"dofile",         "loadfile", "load", "loadstring", "require",
+                                       "collectgarbage", "print",    "warn", "module"};
     for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
         luaL_requiref(L, libs[i].name, libs[i].func, 1);
         lua_pop(L, 1);
@@ -152,7 +152,8 @@ static int sandbox_build(engine_lua *l, char *err, size_t errlen)
     if (rc != LUA_OK) {
         char m[300];
         copy_msg(L, m, sizeof(m));
-        snprintf(err, errlen, "%s", rc == LUA_ERRSYNTAX ? m : "cannot load the script (memory limit exceeded)");
+        snprintf(err, errlen, "%s",
+                 rc == LUA_ERRSYNTAX ? m : "cannot load the script (memory limit exceeded)");
         goto fail;
     }
     rc = lua_pcall(L, 0, 0, 0);

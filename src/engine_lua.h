@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
-#define ENGINE_LUA_BUDGET 1000000u             /* VM instructions per detect() call */
-#define ENGINE_LUA_MEM_CAP (16u * 1024 * 1024) /* bytes per state */
-#define ENGINE_LUA_MAX_RESULTS 10000           /* strings taken from one result */
+#define ENGINE_LUA_BUDGET      1000000u            /* VM instructions per detect() call */
+#define ENGINE_LUA_MEM_CAP     (16u * 1024 * 1024) /* bytes per state */
+#define ENGINE_LUA_MAX_RESULTS 10000               /* strings taken from one result */
 
 typedef enum {
     ENGINE_LUA_OK,

@@ -25,8 +25,18 @@ bool engine_regex_is_utf(const char *p)
 
 /* Lookaround group openers, as "(?=" ... and the (*verb: forms. */
 static const char *const lookaround_openers[] = {
-    "(?=",         "(?!",           "(?<=",          "(?<!",       "(*pla:",        "(*plb:",
-    "(*nla:",      "(*nlb:",        "(*napla:",      "(*naplb:",   "(*positive_look", "(*negative_look",
+    "(?=",
+    "(?!",
+    "(?<=",
+    "(?<!",
+    "(*pla:",
+    "(*plb:",
+    "(*nla:",
+    "(*nlb:",
+    "(*napla:",
+    "(*naplb:",
+    "(*positive_look",
+    "(*negative_look",
     "(*non_atomic_positive_look",
 };
 
@@ -121,8 +131,9 @@ pcre2_code *engine_regex_compile(const char *pattern, char *err, size_t errlen)
         snprintf(err, errlen, "backreferences are not supported");
         goto fail;
     }
-    /* No JIT (unsupported CPU, no memory) leaves the interpreter: still correct. */
-    (void)!pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+    if (pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) != 0) {
+        /* No JIT (unsupported CPU, no memory): pcre2_match interprets, still correct. */
+    }
     return code;
 
 fail:

@@ -41,19 +41,19 @@ typedef enum {
 } frame_status;
 
 typedef enum {
-    FRAME_HELLO = 1,     /* both: first frame each way */
-    FRAME_START,         /* S->W: settings and secrets, right after HELLO */
-    FRAME_RULES,         /* S->W: rules.yaml and its scripts */
-    FRAME_RULES_RESULT,  /* W->S: a RULES generation applied or refused */
-    FRAME_FINDINGS,      /* W->S: some findings of one transaction or table */
-    FRAME_TXN_END,       /* W->S: end of a transaction's findings */
-    FRAME_TABLE_DONE,    /* W->S: end of a snapshotted table's findings */
-    FRAME_ACK,           /* S->W: everything up to seq is durable */
-    FRAME_CREDIT,        /* S->W: finding bytes the worker may send again */
-    FRAME_HEARTBEAT,     /* both */
-    FRAME_STATS,         /* W->S: counters and state for status and metrics */
-    FRAME_SHUTDOWN,      /* S->W: stop */
-    FRAME_EXIT,          /* W->S: why the worker is about to exit */
+    FRAME_HELLO = 1,    /* both: first frame each way */
+    FRAME_START,        /* S->W: settings and secrets, right after HELLO */
+    FRAME_RULES,        /* S->W: rules.yaml and its scripts */
+    FRAME_RULES_RESULT, /* W->S: a RULES generation applied or refused */
+    FRAME_FINDINGS,     /* W->S: some findings of one transaction or table */
+    FRAME_TXN_END,      /* W->S: end of a transaction's findings */
+    FRAME_TABLE_DONE,   /* W->S: end of a snapshotted table's findings */
+    FRAME_ACK,          /* S->W: everything up to seq is durable */
+    FRAME_CREDIT,       /* S->W: finding bytes the worker may send again */
+    FRAME_HEARTBEAT,    /* both */
+    FRAME_STATS,        /* W->S: counters and state for status and metrics */
+    FRAME_SHUTDOWN,     /* S->W: stop */
+    FRAME_EXIT,         /* W->S: why the worker is about to exit */
     FRAME_TYPE_MAX = FRAME_EXIT,
 } frame_type;
 
@@ -338,7 +338,8 @@ __attribute__((warn_unused_result)) frame_status frame_encode(const frame *f, ui
 /*
  * Encoded size of one finding inside a FINDINGS frame, and how many of the
  * first n findings fit in one FINDINGS frame of at most limit bytes (use
- * FRAME_MAX). 0 means findings[0] alone is too big: shorten its texts.
+ * FRAME_MAX). 0 means findings[0] alone is too big (shorten its texts) or
+ * invalid (an enum out of range), for which frame_finding_size gives SIZE_MAX.
  */
 size_t frame_finding_size(const frame_finding *fi);
 uint32_t frame_findings_fit(const frame_finding *findings, uint32_t n, size_t limit);

@@ -34,10 +34,10 @@ typedef enum {
 } rules_scope_kind;
 
 /* Limits; a file beyond them is rejected with a message. */
-#define RULES_MAX_FILE_BYTES (16u * 1024 * 1024)
+#define RULES_MAX_FILE_BYTES   (16u * 1024 * 1024)
 #define RULES_MAX_SCRIPT_BYTES (1024u * 1024)
-#define RULES_MAX_RULES 10000
-#define RULES_DIAG_MAX 32 /* errors kept; more are counted in total */
+#define RULES_MAX_RULES        10000
+#define RULES_DIAG_MAX         32 /* errors kept; more are counted in total */
 
 /* The errors of one load: "file:line: message" each. */
 typedef struct {
@@ -87,8 +87,8 @@ void rules_free(rules_set *rs);
  */
 int rules_validate_report(const char *path, FILE *out);
 
-const char *rules_type_name(rules_type t);          /* "regex", "builtin", "script" */
-const char *rules_severity_name(rules_severity s);  /* upper case: "CRITICAL" */
+const char *rules_type_name(rules_type t);                     /* "regex", "builtin", "script" */
+const char *rules_severity_name(rules_severity s);             /* upper case: "CRITICAL" */
 bool rules_severity_parse(const char *s, rules_severity *out); /* lower case */
 
 /* Accessors; i < rules_count(rs). Strings are NUL-terminated and owned by rs. */

@@ -1,0 +1,3 @@
+function detect(value)
+  return {
+end
