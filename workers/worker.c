@@ -1373,7 +1373,7 @@ static void on_side_connected(pgconn *c, void *ctx, bool ok, const char *err)
     int v = PQserverVersion(pgconn_raw(c));
     if (v < 150000)
         worker_exit(EXIT_FATAL, "PostgreSQL %d.%d on %s is too old: pgsense needs PostgreSQL 15 or newer",
-                    v / 10000, v % 10000 / 100, W.identity);
+                    v / 10000, v % 10000, W.identity);
     char sql[4096];
     if (catalog_sql_checks(pgconn_raw(c), W.publication, W.slot, sql, sizeof(sql)) < 0 ||
         pgconn_query(c, sql, on_checks, NULL, NULL) < 0)
