@@ -137,22 +137,46 @@ static status_table_error terr = {"public", "secret\"s", "permission denied for 
 static void two_workers(status_worker w[2])
 {
     memset(w, 0, 2 * sizeof(*w));
-    w[0] = (status_worker){.name = "orders", .database = "127.0.0.1/app", .slot = "pgsense_1a2b3c4d5e6f7a8b",
-                           .log_file = "log/worker-orders.log", .pid = 456, .state = "streaming",
-                           .has_stats = true, .confirmed_lsn = 0x16B3748, .retained_wal_bytes = 81920,
-                           .wal_status = "reserved", .events = 1200, .findings = 37, .tables_done = 3,
-                           .tables_total = 3, .table_errors = &terr, .n_table_errors = 1};
-    w[1] = (status_worker){.name = "billing", .database = "db2/billing", .slot = "pgsense_ffffffffffffffff",
-                           .log_file = "log/worker-billing.log", .pid = 0, .state = "backoff", .restarts = 2,
-                           .has_exit = true, .exit_signaled = true, .exit_value = 9,
-                           .exit_reason = "no heartbeat for 30 s (watchdog)", .backoff_ms = 1500,
-                           .retained_wal_bytes = -1, .wal_status = ""};
+    w[0] = (status_worker){.name = "orders",
+                           .database = "127.0.0.1/app",
+                           .slot = "pgsense_1a2b3c4d5e6f7a8b",
+                           .log_file = "log/worker-orders.log",
+                           .pid = 456,
+                           .state = "streaming",
+                           .has_stats = true,
+                           .confirmed_lsn = 0x16B3748,
+                           .retained_wal_bytes = 81920,
+                           .wal_status = "reserved",
+                           .events = 1200,
+                           .findings = 37,
+                           .tables_done = 3,
+                           .tables_total = 3,
+                           .table_errors = &terr,
+                           .n_table_errors = 1};
+    w[1] = (status_worker){.name = "billing",
+                           .database = "db2/billing",
+                           .slot = "pgsense_ffffffffffffffff",
+                           .log_file = "log/worker-billing.log",
+                           .pid = 0,
+                           .state = "backoff",
+                           .restarts = 2,
+                           .has_exit = true,
+                           .exit_signaled = true,
+                           .exit_value = 9,
+                           .exit_reason = "no heartbeat for 30 s (watchdog)",
+                           .backoff_ms = 1500,
+                           .retained_wal_bytes = -1,
+                           .wal_status = ""};
 }
 
 static json_object *render(const status_worker *w, size_t n, status_sinks_fn fn)
 {
-    status_supervisor sup = {.pid = 123, .started_at = 1795687200, .now = 1795687212, .rules_loaded = 14,
-                             .reloads_ok = 1, .reloads_failed = 0};
+    status_supervisor sup = {.pid = 123,
+                             .started_at = 1795687200,
+                             .now = 1795687212,
+                             .rules_loaded = 14,
+                             .reloads_ok = 1,
+                             .reloads_failed = 0};
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -184,7 +208,8 @@ Test(status, document_has_the_spec_keys)
     json_object *o = render(w, 2, sinks);
     json_object *sup = get(o, "supervisor", json_type_object);
     cr_assert_eq(json_object_get_int(get(sup, "pid", json_type_int)), 123);
-    cr_assert_str_eq(json_object_get_string(get(sup, "started_at", json_type_string)), "2026-11-26T10:00:00Z");
+    cr_assert_str_eq(json_object_get_string(get(sup, "started_at", json_type_string)),
+                     "2026-11-26T10:00:00Z");
     cr_assert_eq(json_object_get_int(get(sup, "uptime_s", json_type_int)), 12);
     cr_assert_eq(json_object_get_int(get(sup, "rules_loaded", json_type_int)), 14);
     get(sup, "reloads_ok", json_type_int);
@@ -237,9 +262,16 @@ Test(status, exit_code_and_control_characters)
 {
     status_worker w[1];
     memset(w, 0, sizeof(w));
-    w[0] = (status_worker){.name = "x", .database = "h/d", .slot = "s", .log_file = "l", .state = "failed",
-                           .has_exit = true, .exit_value = 3, .exit_reason = "bad\x01 \\ \"creds\"\n",
-                           .retained_wal_bytes = -1, .wal_status = ""};
+    w[0] = (status_worker){.name = "x",
+                           .database = "h/d",
+                           .slot = "s",
+                           .log_file = "l",
+                           .state = "failed",
+                           .has_exit = true,
+                           .exit_value = 3,
+                           .exit_reason = "bad\x01 \\ \"creds\"\n",
+                           .retained_wal_bytes = -1,
+                           .wal_status = ""};
     json_object *o = render(w, 1, NULL);
     json_object *x = json_object_array_get_idx(get(o, "workers", json_type_array), 0);
     json_object *le = get(x, "last_exit", json_type_object);
