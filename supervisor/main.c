@@ -748,6 +748,9 @@ int main(int argc, char **argv)
     ign.sa_handler = SIG_IGN;
     if (sigaction(SIGPIPE, &ign, NULL) != 0)
         return 1;
+    /* Until the loop's watchers take them over, a reload or status request must not kill us. */
+    if (sigaction(SIGHUP, &ign, NULL) != 0 || sigaction(SIGUSR1, &ign, NULL) != 0)
+        return 1;
 
     /* absolute paths: -d changes to / */
     s.cfg_path = realpath(cfg_arg, NULL);
