@@ -5,6 +5,8 @@
  */
 #include "detect.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 #include "detect_int.h"
@@ -65,25 +67,78 @@ const char *detect_validator_name(detect_validator v)
     return validator_names[v];
 }
 
-size_t detect_scan(detect_builtin kind, const char *s, size_t len, detect_match_cb cb, void *ctx)
+int detect_value_prepare(detect_value *v, const char *s, size_t len)
 {
-    if (s == NULL || len == 0 || cb == NULL)
+    v->s = s;
+    v->len = len;
+    v->n = 0;
+    v->runs = v->buf;
+    size_t i = 0;
+    while ((i = detect_next_digit(s, len, i)) < len) {
+        size_t end = detect_digit_run(s, len, i);
+        if (v->n == v->cap) {
+            size_t cap = v->cap ? v->cap * 2 : 64;
+            detect_run *b = realloc(v->buf, cap * sizeof(*b));
+            if (!b) {
+                v->n = 0;
+                return -1;
+            }
+            v->buf = b;
+            v->cap = cap;
+            v->runs = b;
+        }
+        v->buf[v->n].start = (uint32_t)i;
+        v->buf[v->n].end = (uint32_t)end;
+        v->n++;
+        i = end;
+    }
+    return 0;
+}
+
+void detect_value_free(detect_value *v)
+{
+    free(v->buf);
+    v->buf = NULL;
+    v->runs = NULL;
+    v->cap = v->n = 0;
+}
+
+size_t detect_scan_value(detect_builtin kind, const detect_value *v, detect_match_cb cb, void *ctx)
+{
+    if (v->s == NULL || v->len == 0 || cb == NULL)
         return 0;
     switch (kind) {
     case DETECT_CREDIT_CARD:
-        return detect_card_scan(s, len, cb, ctx);
+        return detect_card_scan(v, cb, ctx);
     case DETECT_SSN:
-        return detect_ssn_scan(s, len, cb, ctx);
+        return detect_ssn_scan(v, cb, ctx);
     case DETECT_PHONE:
-        return detect_phone_scan(s, len, cb, ctx);
+        return detect_phone_scan(v, cb, ctx);
     case DETECT_EMAIL:
-        return detect_email_scan(s, len, cb, ctx);
+        return detect_email_scan(v->s, v->len, cb, ctx);
     case DETECT_IBAN:
-        return detect_iban_scan(s, len, cb, ctx);
+        return detect_iban_scan(v, cb, ctx);
     case DETECT__COUNT:
         break;
     }
     return 0;
+}
+
+size_t detect_scan(detect_builtin kind, const char *s, size_t len, detect_match_cb cb, void *ctx)
+{
+    if (s == NULL || len == 0 || cb == NULL)
+        return 0;
+    if (kind == DETECT_EMAIL)
+        return detect_email_scan(s, len, cb, ctx);
+    /* Values are far below 4 GiB here; runs are 32-bit offsets. */
+    if (len > UINT32_MAX)
+        return 0;
+    detect_value v = {0};
+    if (detect_value_prepare(&v, s, len) < 0)
+        return 0;
+    size_t n = detect_scan_value(kind, &v, cb, ctx);
+    detect_value_free(&v);
+    return n;
 }
 
 bool detect_validate(detect_validator v, const char *s, size_t len)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     DETECT_CREDIT_CARD, /* Visa, Mastercard, Amex, Discover; Luhn */
@@ -66,6 +67,33 @@ typedef int (*detect_match_cb)(void *ctx, size_t start, size_t end);
  *    in groups of four with single spaces; check digits by mod-97-10.
  */
 size_t detect_scan(detect_builtin kind, const char *s, size_t len, detect_match_cb cb, void *ctx);
+
+/*
+ * A value prepared once for several detectors: the card, SSN, phone and
+ * IBAN scanners all start from digit runs, so the runs are found once.
+ * Reuse one detect_value across values (it keeps its buffer); free it at
+ * the end. The value's bytes must outlive the scans.
+ */
+typedef struct {
+    uint32_t start, end; /* a maximal run of ASCII digits, end exclusive */
+} detect_run;
+
+typedef struct {
+    const char *s;
+    size_t len;
+    const detect_run *runs; /* in increasing order */
+    size_t n;
+    /* private */
+    detect_run *buf;
+    size_t cap;
+} detect_value;
+
+/* Find the digit runs of s[0..len); -1 when out of memory (v is then empty). */
+__attribute__((warn_unused_result)) int detect_value_prepare(detect_value *v, const char *s, size_t len);
+void detect_value_free(detect_value *v);
+
+/* detect_scan over a prepared value: the same matches, in the same order. */
+size_t detect_scan_value(detect_builtin kind, const detect_value *v, detect_match_cb cb, void *ctx);
 
 /*
  * Whether the whole of s[0..len) (a regex match) passes validator v: luhn

@@ -128,19 +128,20 @@ static bool card_at(const char *s, size_t len, size_t i, size_t *end)
     return false;
 }
 
-size_t detect_card_scan(const char *s, size_t len, detect_match_cb cb, void *ctx)
+size_t detect_card_scan(const detect_value *v, detect_match_cb cb, void *ctx)
 {
-    size_t found = 0, i = 0;
-    while ((i = detect_next_digit(s, len, i)) < len) {
-        size_t end;
+    const char *s = v->s;
+    size_t len = v->len, found = 0, skip_to = 0;
+    for (size_t k = 0; k < v->n; k++) {
+        size_t i = v->runs[k].start, end;
+        if (i < skip_to)
+            continue;
         if (detect_num_left_ok(s, i) && card_at(s, len, i, &end)) {
             found++;
             if (cb(ctx, i, end) != 0)
                 break;
-            i = end;
-            continue;
+            skip_to = end;
         }
-        i = detect_digit_run(s, len, i);
     }
     return found;
 }

@@ -98,23 +98,27 @@ static bool iban_shape_ok(const char *s, size_t len, size_t i)
            DC(s[i + 3], DC_DIGIT);
 }
 
-size_t detect_iban_scan(const char *s, size_t len, detect_match_cb cb, void *ctx)
+size_t detect_iban_scan(const detect_value *v, detect_match_cb cb, void *ctx)
 {
-    size_t found = 0, i = 0;
+    const char *s = v->s;
+    size_t len = v->len, found = 0, skip_to = 0;
     char c[IBAN_MAX];
-    /* First pass: digits; a candidate is two capitals right before a digit pair. */
-    while ((i = detect_next_digit(s, len, i)) < len) {
-        size_t st = i - 2, want, end;
-        if (i >= 2 && iban_shape_ok(s, len, st) && (st == 0 || !DC(s[st - 1], DC_GLUE)) &&
+    /* A candidate is two capitals right before a digit run. */
+    for (size_t k = 0; k < v->n; k++) {
+        size_t i = v->runs[k].start, want, end;
+        if (i < skip_to || i < 2)
+            continue;
+        size_t st = i - 2;
+        if (st < skip_to)
+            continue;
+        if (iban_shape_ok(s, len, st) && (st == 0 || !DC(s[st - 1], DC_GLUE)) &&
             (want = iban_country_len(s + st)) != 0 && (end = iban_read(s, len, st, want, c)) != 0 &&
             iban_checksum_ok(c, want)) {
             found++;
             if (cb(ctx, st, end) != 0)
                 break;
-            i = end;
-            continue;
+            skip_to = end;
         }
-        i = detect_digit_run(s, len, i);
     }
     return found;
 }

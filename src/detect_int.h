@@ -91,11 +91,11 @@ static inline bool detect_num_right_ok(const char *s, size_t len, size_t end)
 }
 
 /* Per-detector entry points (detect_<kind>.c). */
-size_t detect_card_scan(const char *s, size_t len, detect_match_cb cb, void *ctx);
-size_t detect_ssn_scan(const char *s, size_t len, detect_match_cb cb, void *ctx);
-size_t detect_phone_scan(const char *s, size_t len, detect_match_cb cb, void *ctx);
+size_t detect_card_scan(const detect_value *v, detect_match_cb cb, void *ctx);
+size_t detect_ssn_scan(const detect_value *v, detect_match_cb cb, void *ctx);
+size_t detect_phone_scan(const detect_value *v, detect_match_cb cb, void *ctx);
 size_t detect_email_scan(const char *s, size_t len, detect_match_cb cb, void *ctx);
-size_t detect_iban_scan(const char *s, size_t len, detect_match_cb cb, void *ctx);
+size_t detect_iban_scan(const detect_value *v, detect_match_cb cb, void *ctx);
 
 bool detect_luhn_valid(const char *s, size_t len);
 bool detect_ssn_valid(const char *s, size_t len);

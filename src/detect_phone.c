@@ -232,19 +232,20 @@ static bool phone_at(const char *s, size_t len, size_t i, size_t *start, size_t 
     return phone_nanp_at(s, len, i, end);
 }
 
-size_t detect_phone_scan(const char *s, size_t len, detect_match_cb cb, void *ctx)
+size_t detect_phone_scan(const detect_value *v, detect_match_cb cb, void *ctx)
 {
-    size_t found = 0, i = 0;
-    while ((i = detect_next_digit(s, len, i)) < len) {
-        size_t start, end;
+    const char *s = v->s;
+    size_t len = v->len, found = 0, skip_to = 0;
+    for (size_t k = 0; k < v->n; k++) {
+        size_t i = v->runs[k].start, start, end;
+        if (i < skip_to)
+            continue;
         if (phone_at(s, len, i, &start, &end)) {
             found++;
             if (cb(ctx, start, end) != 0)
                 break;
-            i = end;
-            continue;
+            skip_to = end;
         }
-        i = detect_digit_run(s, len, i);
     }
     return found;
 }

@@ -43,22 +43,23 @@ static bool ssn_shape(const char *s, char *d)
     return true;
 }
 
-size_t detect_ssn_scan(const char *s, size_t len, detect_match_cb cb, void *ctx)
+size_t detect_ssn_scan(const detect_value *v, detect_match_cb cb, void *ctx)
 {
-    size_t found = 0, i = 0;
+    const char *s = v->s;
+    size_t len = v->len, found = 0, skip_to = 0;
     char d[9];
-    while ((i = detect_next_digit(s, len, i)) < len) {
-        size_t r = detect_digit_run(s, len, i);
+    for (size_t k = 0; k < v->n; k++) {
+        size_t i = v->runs[k].start, r = v->runs[k].end;
+        if (i < skip_to)
+            continue;
         /* Plain nine-digit runs are not reported (see detect.h). */
         if (r - i == 3 && i + 11 <= len && detect_num_left_ok(s, i) && ssn_shape(s + i, d) &&
             detect_num_right_ok(s, len, i + 11) && ssn_digits_ok(d)) {
             found++;
             if (cb(ctx, i, i + 11) != 0)
                 break;
-            i += 11;
-            continue;
+            skip_to = i + 11;
         }
-        i = r;
     }
     return found;
 }

@@ -60,6 +60,9 @@ struct engine {
     size_t in_scope_count;
     char qual[2 * SCOPE_NAME_MAX + 2];
 
+    /* the value's digit runs, found once for the number detectors */
+    detect_value dv;
+
     engine_stats stats;
     bool profiling;
     uint64_t prof_prefilter;
@@ -72,6 +75,7 @@ typedef struct {
     engine_findings *out; /* NULL: "any" mode, stop at the first match */
     bool found;
     bool oom;
+    bool dv_ready; /* e->dv holds this value's digit runs */
 } scan_ctx;
 
 void engine_findings_init(engine_findings *f)
@@ -95,6 +99,7 @@ void engine_free(engine *e)
 {
     if (e == NULL)
         return;
+    detect_value_free(&e->dv);
     for (size_t i = 0; e->rules != NULL && i < e->n; i++) {
         struct erule *r = &e->rules[i];
         pcre2_code_free(r->re);
@@ -398,7 +403,18 @@ static void run_rule(scan_ctx *c, size_t i, const char *v, size_t len)
         run_regex(c, v, len);
         return;
     case RULES_TYPE_BUILTIN:
-        (void)detect_scan(r->builtin, v, len, emit_cb, c);
+        if (r->builtin == DETECT_EMAIL) {
+            (void)detect_scan(r->builtin, v, len, emit_cb, c);
+            return;
+        }
+        if (!c->dv_ready) {
+            if (len > UINT32_MAX || detect_value_prepare(&e->dv, v, len) < 0) {
+                c->oom = len <= UINT32_MAX;
+                return;
+            }
+            c->dv_ready = true;
+        }
+        (void)detect_scan_value(r->builtin, &e->dv, emit_cb, c);
         return;
     case RULES_TYPE_SCRIPT:
         if (engine_lua_detect(r->lua, v, len, emit_cb, c, NULL, 0) != ENGINE_LUA_OK) {
