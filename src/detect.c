@@ -73,9 +73,17 @@ int detect_value_prepare(detect_value *v, const char *s, size_t len)
     v->len = len;
     v->n = 0;
     v->runs = v->buf;
+    const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
-    while ((i = detect_next_digit(s, len, i)) < len) {
-        size_t end = detect_digit_run(s, len, i);
+    for (;;) {
+        /* one subtraction and compare per byte: (c - '0') > 9 unless a digit */
+        while (i < len && (unsigned)(p[i] - '0') > 9u)
+            i++;
+        if (i >= len)
+            break;
+        size_t start = i;
+        while (i < len && (unsigned)(p[i] - '0') <= 9u)
+            i++;
         if (v->n == v->cap) {
             size_t cap = v->cap ? v->cap * 2 : 64;
             detect_run *b = realloc(v->buf, cap * sizeof(*b));
@@ -87,10 +95,9 @@ int detect_value_prepare(detect_value *v, const char *s, size_t len)
             v->cap = cap;
             v->runs = b;
         }
-        v->buf[v->n].start = (uint32_t)i;
-        v->buf[v->n].end = (uint32_t)end;
+        v->buf[v->n].start = (uint32_t)start;
+        v->buf[v->n].end = (uint32_t)i;
         v->n++;
-        i = end;
     }
     return 0;
 }

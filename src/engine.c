@@ -62,6 +62,8 @@ struct engine {
 
     /* the value's digit runs, found once for the number detectors */
     detect_value dv;
+    size_t *direct; /* rules run for every value: builtins, scripts, regex outside Hyperscan */
+    size_t n_direct;
 
     engine_stats stats;
     bool profiling;
@@ -100,6 +102,7 @@ void engine_free(engine *e)
     if (e == NULL)
         return;
     detect_value_free(&e->dv);
+    free(e->direct);
     for (size_t i = 0; e->rules != NULL && i < e->n; i++) {
         struct erule *r = &e->rules[i];
         pcre2_code_free(r->re);
@@ -262,6 +265,13 @@ engine *engine_new(const rules_set *rs, char *err, size_t errlen)
     }
     if (build_hyperscan(e) != 0)
         goto oom;
+    /* Rules the Hyperscan pass does not gate run for every value; the others only on a hit. */
+    e->direct = calloc(e->n ? e->n : 1, sizeof(*e->direct));
+    if (e->direct == NULL)
+        goto oom;
+    for (size_t i = 0; i < e->n; i++)
+        if (e->rules[i].type != RULES_TYPE_REGEX || e->rules[i].hs_id < 0)
+            e->direct[e->n_direct++] = i;
     detect_init();
     return e;
 
@@ -557,18 +567,31 @@ int engine_scan(engine *e, const engine_scope *where, const char *value, size_t 
     prefilter(&c, value, len);
     if (e->profiling)
         e->prof_prefilter = now_ns() - t0;
-    for (size_t i = 0; i < e->n && !c.oom; i++) {
-        if (filtered && !e->in_scope[i]) {
-            out->scope_skipped++;
-            continue;
-        }
-        if (e->profiling) {
+    if (e->profiling) {
+        /* every rule, timed one by one (`rules bench`) */
+        for (size_t i = 0; i < e->n && !c.oom; i++) {
+            if (filtered && !e->in_scope[i]) {
+                out->scope_skipped++;
+                continue;
+            }
             uint64_t t = now_ns();
             run_rule(&c, i, value, len);
             e->rules[i].prof_ns = now_ns() - t;
-        } else {
-            run_rule(&c, i, value, len);
         }
+    } else {
+        /* Findings are sorted at the end, so rules may run in any order: the always-run ones, then Hyperscan's hits. */
+        for (size_t k = 0; k < e->n_direct && !c.oom; k++) {
+            size_t i = e->direct[k];
+            if (!filtered || e->in_scope[i])
+                run_rule(&c, i, value, len);
+        }
+        for (size_t h = 0; h < e->n_hs && !c.oom; h++) {
+            size_t i = e->hs_rule[h];
+            if (e->hit[h] && (!filtered || e->in_scope[i]))
+                run_rule(&c, i, value, len);
+        }
+        if (filtered)
+            out->scope_skipped = e->n - e->in_scope_count;
     }
     e->stats.rule_scope_skips += out->scope_skipped;
     if (c.oom || finish(value, out) != 0) {
