@@ -6,6 +6,9 @@
 #include "detect.h"
 
 #include <stdlib.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <string.h>
 
@@ -67,44 +70,112 @@ const char *detect_validator_name(detect_validator v)
     return validator_names[v];
 }
 
+static int run_push(detect_value *v, size_t start, size_t end)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        detect_run *b = realloc(v->buf, cap * sizeof(*b));
+        if (!b)
+            return -1;
+        v->buf = b;
+        v->runs = b;
+        uint32_t *ib = realloc(v->ibuf, 2 * cap * sizeof(*ib));
+        if (!ib)
+            return -1;
+        v->ibuf = ib;
+        v->cap = cap;
+    }
+    v->buf[v->n].start = (uint32_t)start;
+    v->buf[v->n].end = (uint32_t)end;
+    v->n++;
+    return 0;
+}
+
+/* Bit i set when byte i of the 64 at p is an ASCII digit (fewer than 64 left: the rest read as not). */
+static uint64_t digit_mask64(const unsigned char *p, size_t avail)
+{
+    uint64_t m = 0;
+#if defined(__SSE2__)
+    if (avail >= 64) {
+        const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
+        for (int k = 0; k < 4; k++) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+            __m128i d = _mm_and_si128(_mm_cmpgt_epi8(x, lo), _mm_cmplt_epi8(x, hi));
+            m |= (uint64_t)(uint32_t)_mm_movemask_epi8(d) << (16 * k);
+        }
+        return m;
+    }
+#endif
+    size_t n = avail < 64 ? avail : 64;
+    for (size_t i = 0; i < n; i++)
+        m |= (uint64_t)((unsigned)(p[i] - '0') <= 9u) << i;
+    return m;
+}
+
+/*
+ * Digit runs from 64-byte masks: run starts and ends are the bit edges of
+ * the mask, so the work is per run, not per byte, and free of the branch
+ * mispredictions a byte loop suffers on hex-heavy text.
+ */
 int detect_value_prepare(detect_value *v, const char *s, size_t len)
 {
     v->s = s;
     v->len = len;
     v->n = 0;
     v->runs = v->buf;
+    v->n_bound = v->n_upper = 0;
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    for (;;) {
-        /* one subtraction and compare per byte: (c - '0') > 9 unless a digit */
-        while (i < len && (unsigned)(p[i] - '0') > 9u)
-            i++;
-        if (i >= len)
-            break;
-        size_t start = i;
-        while (i < len && (unsigned)(p[i] - '0') <= 9u)
-            i++;
-        if (v->n == v->cap) {
-            size_t cap = v->cap ? v->cap * 2 : 64;
-            detect_run *b = realloc(v->buf, cap * sizeof(*b));
-            if (!b) {
+    uint64_t carry = 0; /* the byte before this block was a digit */
+    size_t open = 0;
+    for (size_t base = 0; base < len; base += 64) {
+        uint64_t m = digit_mask64(p + base, len - base);
+        uint64_t prev = (m << 1) | carry;
+        uint64_t starts = m & ~prev;
+        uint64_t ends = ~m & prev;
+        if (len - base < 64) {
+            ends &= (UINT64_C(1) << (len - base)) - 1; /* ends past the value: closed below */
+        }
+        uint64_t ev = starts | ends;
+        while (ev) {
+            unsigned b = (unsigned)__builtin_ctzll(ev);
+            ev &= ev - 1;
+            if ((starts >> b) & 1) {
+                open = base + b;
+            } else if (run_push(v, open, base + b) < 0) {
                 v->n = 0;
                 return -1;
             }
-            v->buf = b;
-            v->cap = cap;
-            v->runs = b;
         }
-        v->buf[v->n].start = (uint32_t)start;
-        v->buf[v->n].end = (uint32_t)i;
-        v->n++;
+        carry = m >> 63;
+        if (len - base < 64)
+            carry = (m >> (len - base - 1)) & 1;
     }
+    if (carry && run_push(v, open, len) < 0) {
+        v->n = 0;
+        return -1;
+    }
+    /* Which runs can start a number (card, SSN, phone) and which an IBAN: decided once, not per detector. */
+    uint32_t *bound = v->ibuf, *upper = v->ibuf + v->cap;
+    size_t nb = 0, nu = 0;
+    for (size_t k = 0; k < v->n; k++) {
+        size_t st = v->buf[k].start;
+        if (st == 0 || !DC(s[st - 1], DC_GLUE))
+            bound[nb++] = (uint32_t)k;
+        else if (DC(s[st - 1], DC_UPPER))
+            upper[nu++] = (uint32_t)k;
+    }
+    v->bound = bound;
+    v->n_bound = nb;
+    v->upper = upper;
+    v->n_upper = nu;
     return 0;
 }
 
 void detect_value_free(detect_value *v)
 {
     free(v->buf);
+    free(v->ibuf);
+    v->ibuf = NULL;
     v->buf = NULL;
     v->runs = NULL;
     v->cap = v->n = 0;

@@ -83,8 +83,13 @@ typedef struct {
     size_t len;
     const detect_run *runs; /* in increasing order */
     size_t n;
+    const uint32_t *bound; /* indices of runs at a word boundary (start, or after a byte not in [A-Za-z0-9_]) */
+    size_t n_bound;
+    const uint32_t *upper; /* indices of runs right after an upper-case letter (IBAN candidates) */
+    size_t n_upper;
     /* private */
     detect_run *buf;
+    uint32_t *ibuf; /* bound and upper indices: 2 * cap */
     size_t cap;
 } detect_value;
 

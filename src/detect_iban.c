@@ -104,8 +104,8 @@ size_t detect_iban_scan(const detect_value *v, detect_match_cb cb, void *ctx)
     size_t len = v->len, found = 0, skip_to = 0;
     char c[IBAN_MAX];
     /* A candidate is two capitals right before a digit run. */
-    for (size_t k = 0; k < v->n; k++) {
-        size_t i = v->runs[k].start, want, end;
+    for (size_t x = 0; x < v->n_upper; x++) {
+        size_t i = v->runs[v->upper[x]].start, want, end;
         if (i < skip_to || i < 2)
             continue;
         size_t st = i - 2;

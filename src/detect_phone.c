@@ -236,7 +236,8 @@ size_t detect_phone_scan(const detect_value *v, detect_match_cb cb, void *ctx)
 {
     const char *s = v->s;
     size_t len = v->len, found = 0, skip_to = 0;
-    for (size_t k = 0; k < v->n; k++) {
+    for (size_t x = 0; x < v->n_bound; x++) {
+        size_t k = v->bound[x];
         size_t i = v->runs[k].start, start, end;
         if (i < skip_to)
             continue;

@@ -48,7 +48,8 @@ size_t detect_ssn_scan(const detect_value *v, detect_match_cb cb, void *ctx)
     const char *s = v->s;
     size_t len = v->len, found = 0, skip_to = 0;
     char d[9];
-    for (size_t k = 0; k < v->n; k++) {
+    for (size_t x = 0; x < v->n_bound; x++) {
+        size_t k = v->bound[x];
         size_t i = v->runs[k].start, r = v->runs[k].end;
         if (i < skip_to)
             continue;

@@ -459,3 +459,36 @@ Test(detect, scan_matches_pass_validators)
         }
     }
 }
+
+/* The digit runs of detect_value_prepare against a byte-by-byte reference, across block edges. */
+Test(detect, digit_runs_match_reference)
+{
+    detect_value v = {0};
+    char buf[300];
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        size_t len = (size_t)(round % 200) + 1;
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = (seed >> 16) % 4;
+            buf[i] = r == 0 ? 'a' : r == 1 ? '-' : (char)('0' + (seed >> 8) % 10);
+        }
+        cr_assert_eq(detect_value_prepare(&v, buf, len), 0);
+        size_t k = 0, i = 0;
+        while (i < len) {
+            if (buf[i] < '0' || buf[i] > '9') {
+                i++;
+                continue;
+            }
+            size_t st = i;
+            while (i < len && buf[i] >= '0' && buf[i] <= '9')
+                i++;
+            cr_assert_lt(k, v.n, "round %d: missing run at %zu", round, st);
+            cr_assert_eq(v.runs[k].start, st, "round %d run %zu", round, k);
+            cr_assert_eq(v.runs[k].end, i, "round %d run %zu", round, k);
+            k++;
+        }
+        cr_assert_eq(k, v.n, "round %d: %zu runs expected, %zu found", round, k, v.n);
+    }
+    detect_value_free(&v);
+}
