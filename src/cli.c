@@ -22,6 +22,7 @@ static void usage(FILE *out)
                  "              [--format table|json]\n"
                  "  slots list -c pgsense.ini\n"
                  "  slots drop -c pgsense.ini NAME\n"
+                 "  migrations --print-sql\n"
                  "  version\n");
 }
 
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
         return cli_rules_main(argc - 1, argv + 1);
     if (strcmp(cmd, "slots") == 0)
         return cli_slots_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "migrations") == 0)
+        return cli_migrations_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pgsense %s\n", PACKAGE_VERSION);
         return 0;

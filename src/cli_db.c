@@ -209,6 +209,56 @@ int cli_db_check(const config_db *db, FILE *out)
     return errors;
 }
 
+/*
+ * [alerts.postgres] with --connect: connect as the sink's role and SELECT 1.
+ * The table itself is created by the sink at its first connection.
+ */
+int cli_pgsink_check(const config *cfg, FILE *out)
+{
+    const config_pgsink *pg = &cfg->alerts.postgres;
+    if (!pg->enabled)
+        return 0;
+    const char *keys[MAX_PARAMS], *vals[MAX_PARAMS];
+    char port[12], err[512];
+    int n = 0;
+    snprintf(port, sizeof(port), "%d", pg->port);
+    static const char *const names[] = {"host", "port", "dbname", "user", "password", "sslmode",
+                                        "application_name", "connect_timeout", "client_encoding"};
+    const char *values[] = {pg->host, port, pg->dbname, pg->username, pg->password,
+                            config_sslmode_name(pg->sslmode), "pgsense-cli", "10", "UTF8"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && n < MAX_PARAMS - 1; i++) {
+        if (!values[i])
+            continue;
+        keys[n] = names[i];
+        vals[n] = values[i];
+        n++;
+    }
+    keys[n] = vals[n] = NULL;
+    PGconn *c = PQconnectdbParams(keys, vals, 0);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        first_line(c ? PQerrorMessage(c) : "out of memory", err, sizeof(err));
+        fprintf(out, "[ERROR] sink postgres: cannot connect to database %s on %s:%d: %s\n", pg->dbname,
+                pg->host ? pg->host : "localhost", pg->port, err);
+        PQfinish(c);
+        return 1;
+    }
+    PGresult *r = query(c, "SELECT 1", NULL, NULL, err, sizeof(err));
+    int errors = 0;
+    if (!r) {
+        fprintf(out, "[ERROR] sink postgres: SELECT 1 failed: %s\n", err);
+        errors = 1;
+    } else {
+        fprintf(out, "[OK] sink postgres: connected to database %s on %s:%d as %s\n", pg->dbname,
+                pg->host ? pg->host : "localhost", pg->port, PQuser(c));
+        PQclear(r);
+    }
+    if (!local_host(pg->host) && pg->sslmode != CONFIG_SSL_VERIFY_FULL)
+        fprintf(out, "[WARN] sink postgres: sslmode = %s to a remote host: use sslmode = verify-full\n",
+                config_sslmode_name(pg->sslmode));
+    PQfinish(c);
+    return errors;
+}
+
 static const char SLOTS_SQL[] =
     "SELECT slot_name, database, COALESCE(active_pid::text, '-'), COALESCE(confirmed_flush_lsn::text, '-'),"
     " COALESCE(restart_lsn::text, '-'),"

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "engine.h"
 #include "rules.h"
+#include "jsonw.h"
 
 typedef struct {
     const char *rules;
@@ -207,43 +208,6 @@ static int values_read(const char *path, value_list *vl)
     return rc;
 }
 
-/* JSON string with every control character escaped; s is NUL-terminated UTF-8. */
-static void json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        case '\b':
-            fputs("\\b", out);
-            break;
-        case '\f':
-            fputs("\\f", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
-        }
-    }
-    fputc('"', out);
-}
-
 static int cmd_test(int argc, char **argv)
 {
     rules_opts o = {.generate = -1, .iterations = -1};
@@ -284,13 +248,13 @@ static int cmd_test(int argc, char **argv)
             for (size_t k = 0; k < f.count; k++) {
                 const engine_finding *x = &f.items[k];
                 fputs(k ? ", {\"rule_id\": " : "{\"rule_id\": ", stdout);
-                json_str(stdout, rules_id(rs, x->rule));
+                jsonw_str(stdout, rules_id(rs, x->rule));
                 fputs(", \"category\": ", stdout);
-                json_str(stdout, rules_category(rs, x->rule));
+                jsonw_str(stdout, rules_category(rs, x->rule));
                 fputs(", \"severity\": ", stdout);
-                json_str(stdout, rules_severity_str(rs, x->rule));
+                jsonw_str(stdout, rules_severity_str(rs, x->rule));
                 fputs(", \"masked_sample\": ", stdout);
-                json_str(stdout, x->masked);
+                jsonw_str(stdout, x->masked);
                 printf(", \"start\": %zu, \"end\": %zu}", x->start, x->end);
             }
             fputs("]}\n", stdout);
@@ -611,7 +575,7 @@ static int cmd_bench(int argc, char **argv)
                                : r == n ? "hyperscan"
                                         : "engine";
             printf("%s{\"rule_id\": ", r ? ", " : "");
-            json_str(stdout, id);
+            jsonw_str(stdout, id);
             printf(", \"type\": \"%s\", \"mean_ns\": %.0f, \"p50_ns\": %.0f, \"p95_ns\": %.0f, \"p99_ns\": "
                    "%.0f}",
                    type, hist_mean(&h[r]), hist_pct(&h[r], 0.50), hist_pct(&h[r], 0.95),

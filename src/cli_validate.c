@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_db.h"
+#include "cli_sinks.h"
 #include "rules.h"
 #include "config.h"
 
@@ -126,6 +127,10 @@ int cli_validate_main(int argc, char **argv)
         for (size_t i = 0; connect && i < cfg->n_dbs; i++)
             if (cli_db_check(&cfg->dbs[i], stdout) > 0)
                 status = 1;
+        if (connect && cli_sinks_check(cfg, stdout) > 0)
+            status = 1;
+        if (connect && cli_pgsink_check(cfg, stdout) > 0)
+            status = 1;
     }
     config_free(cfg);
     config_diag_free(&diag);

@@ -299,6 +299,8 @@ typedef struct {
     unsigned long reloads_ok, reloads_failed;
     bool shutting_down;
     ev_signal sighup, sigusr1, sigterm, sigint;
+    ev_timer sink_grace; /* shutdown: waiting for asynchronous sinks */
+    double sink_grace_left;
     ev_stat rules_watch;
     char watch_path[PATH_MAX];
     ev_timer debounce, deadline;
@@ -489,12 +491,35 @@ static void do_status(sup *s)
         log_info(MOD, "status written to %s/status.json", s->log_dir);
 }
 
+#define SINK_GRACE_S 5.0 /* asynchronous sinks (webhooks, Slack) may finish their deliveries */
+
+static void sink_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    sup *s = w->data;
+    s->sink_grace_left -= w->repeat;
+    if (pipeline_sinks_idle(s->pipe) || s->sink_grace_left <= 0) {
+        if (!pipeline_sinks_idle(s->pipe))
+            log_warn(MOD, "shutdown: sinks still delivering after %.0f s; what is left is counted as dropped",
+                     SINK_GRACE_S);
+        ev_timer_stop(loop, w);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
 static void all_stopped(void *ctx)
 {
     sup *s = ctx;
     log_info(MOD, "every worker stopped; draining the sinks");
     pipeline_drain(s->pipe);
-    ev_break(s->loop, EVBREAK_ALL);
+    if (pipeline_sinks_idle(s->pipe)) {
+        ev_break(s->loop, EVBREAK_ALL);
+        return;
+    }
+    s->sink_grace_left = SINK_GRACE_S;
+    ev_timer_init(&s->sink_grace, sink_grace_cb, 0.1, 0.1);
+    s->sink_grace.data = s;
+    ev_timer_start(s->loop, &s->sink_grace);
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -38,6 +38,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "sink.h"
+#include "sink_http.h"
+#include "sink_postgres.h"
 
 #define MOD "pipeline"
 
@@ -386,7 +388,10 @@ typedef struct {
     const char *kind, *name;
 } sink_want;
 
-/* The sinks cfg enables, in status order; returns how many (<= 3). */
+/* Bound of sinks_wanted(): log, stdout, jsonl, postgres, each webhook and slack entry. */
+#define PIPELINE_MAX_SINKS (4 + CONFIG_MAX_WEBHOOKS + CONFIG_MAX_SLACK)
+
+/* The sinks cfg enables, in status order; returns how many (<= PIPELINE_MAX_SINKS). */
 static size_t sinks_wanted(const config *cfg, sink_want *w)
 {
     size_t n = 0;
@@ -396,6 +401,12 @@ static size_t sinks_wanted(const config *cfg, sink_want *w)
         w[n++] = (sink_want){"stdout", "stdout"};
     if (cfg->alerts.jsonl.enabled)
         w[n++] = (sink_want){"jsonl", cfg->alerts.jsonl.name ? cfg->alerts.jsonl.name : "jsonl"};
+    if (cfg->alerts.postgres.enabled)
+        w[n++] = (sink_want){"postgres", "postgres"};
+    for (size_t i = 0; i < cfg->alerts.n_webhooks && i < CONFIG_MAX_WEBHOOKS; i++)
+        w[n++] = (sink_want){"webhook", cfg->alerts.webhooks[i].name};
+    for (size_t i = 0; i < cfg->alerts.n_slack && i < CONFIG_MAX_SLACK; i++)
+        w[n++] = (sink_want){"slack", cfg->alerts.slack[i].name};
     return n;
 }
 
@@ -406,7 +417,18 @@ static sink *sink_create(pipeline *p, const config *cfg, const sink_want *w, cha
         s = sink_log_new(p->loop, err, errlen);
     else if (strcmp(w->kind, "stdout") == 0)
         s = sink_stdout_new(p->loop, err, errlen);
-    else
+    else if (strcmp(w->kind, "postgres") == 0)
+        s = sink_postgres_new(p->loop, cfg, err, errlen);
+    else if (strcmp(w->kind, "webhook") == 0 || strcmp(w->kind, "slack") == 0) {
+        bool wh = strcmp(w->kind, "webhook") == 0;
+        size_t n = wh ? cfg->alerts.n_webhooks : cfg->alerts.n_slack;
+        for (size_t i = 0; i < n && !s; i++) {
+            const char *name = wh ? cfg->alerts.webhooks[i].name : cfg->alerts.slack[i].name;
+            if (name && w->name && strcmp(name, w->name) == 0)
+                s = wh ? sink_webhook_new(p->loop, &cfg->alerts.webhooks[i], err, errlen)
+                       : sink_slack_new(p->loop, &cfg->alerts.slack[i], err, errlen);
+        }
+    } else
         s = sink_jsonl_new(p->loop, w->name, cfg->alerts.jsonl.path, err, errlen);
     if (s)
         sink_attach(p, s);
@@ -523,7 +545,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 pipeline *pipeline_new(struct ev_loop *loop, const config *cfg, const rules_set *rules, char *err,
                        size_t errlen)
 {
-    sink_want want[3];
+    sink_want want[PIPELINE_MAX_SINKS];
     pipeline *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errlen, "out of memory");
@@ -629,8 +651,8 @@ void pipeline_free(pipeline *p)
 
 int pipeline_reconfigure(pipeline *p, const config *cfg, const rules_set *rules, char *err, size_t errlen)
 {
-    sink_want want[3];
-    sink *keep[3] = {NULL, NULL, NULL}, *fresh[3] = {NULL, NULL, NULL};
+    sink_want want[PIPELINE_MAX_SINKS];
+    sink *keep[PIPELINE_MAX_SINKS] = {NULL}, *fresh[PIPELINE_MAX_SINKS] = {NULL};
     route *routes = NULL;
     size_t n_routes = 0;
     db_entry *dbs = NULL;
@@ -1009,6 +1031,14 @@ static void pipeline_flush_all(pipeline *p, bool force)
 void pipeline_drain(pipeline *p)
 {
     pipeline_flush_all(p, true);
+}
+
+bool pipeline_sinks_idle(const pipeline *p)
+{
+    for (size_t i = 0; i < p->n_sinks; i++)
+        if (p->sinks[i]->durable_pos < p->sinks[i]->taken)
+            return false;
+    return true;
 }
 
 /* ---- frames ---- */

@@ -67,7 +67,9 @@ void pipeline_worker_event(pipeline *p, const char *worker,
 void pipeline_reload_result(pipeline *p, bool ok); /* pgsense_config_reloads_total */
 /* The "sinks" array of status.json: [{"name","delivered","errors","dropped"}]; 0 or -1. */
 int pipeline_status_json(pipeline *p, FILE *out);
-void pipeline_drain(pipeline *p); /* flush everything now (shutdown) */
+void pipeline_drain(pipeline *p);
+/* Whether every sink has delivered (or given up on) all it took: asynchronous sinks may lag. */
+bool pipeline_sinks_idle(const pipeline *p); /* flush everything now (shutdown) */
 
 /* ---- additions ---- */
 

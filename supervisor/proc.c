@@ -76,6 +76,7 @@ struct proc {
     bool has_stats;
     uint64_t events, findings, confirmed_lsn;
     int64_t retained_wal;
+    uint64_t undelivered;
     char wal_status[32];
     uint32_t tables_done, tables_total;
     status_table_error terr[STATUS_MAX_TABLE_ERRORS];
@@ -393,6 +394,7 @@ static void take_stats(proc *p, const frame_stats *st)
     p->findings = st->findings;
     p->confirmed_lsn = st->confirmed_lsn;
     p->retained_wal = st->retained_wal_bytes;
+    p->undelivered = st->undelivered_findings;
     snprintf(p->wal_status, sizeof(p->wal_status), "%s", st->wal_status);
     p->tables_done = st->tables_done;
     p->tables_total = st->tables_total;
@@ -1315,6 +1317,7 @@ size_t proc_table_status(proc_table *pt, const status_worker **out)
         w->has_stats = p->has_stats;
         w->confirmed_lsn = p->confirmed_lsn;
         w->retained_wal_bytes = p->has_stats ? p->retained_wal : -1;
+        w->undelivered_findings = p->undelivered;
         w->wal_status = p->wal_status;
         w->events = p->events;
         w->findings = p->findings;

@@ -13,38 +13,9 @@
 
 #include "log.h"
 #include "lsn.h"
+#include "jsonw.h"
 
 #define MOD "status"
-
-static void json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
-        }
-    }
-    fputc('"', out);
-}
 
 static void json_time(FILE *out, time_t t)
 {
@@ -52,37 +23,37 @@ static void json_time(FILE *out, time_t t)
     char buf[32];
     gmtime_r(&t, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_str(out, buf);
+    jsonw_str(out, buf);
 }
 
 static void render_worker(FILE *out, const status_worker *w)
 {
     fputs("{\"name\":", out);
-    json_str(out, w->name);
+    jsonw_str(out, w->name);
     fputs(",\"database\":", out);
-    json_str(out, w->database);
+    jsonw_str(out, w->database);
     fputs(",\"pid\":", out);
     if (w->pid > 0)
         fprintf(out, "%d", w->pid);
     else
         fputs("null", out);
     fputs(",\"state\":", out);
-    json_str(out, w->state);
+    jsonw_str(out, w->state);
     fprintf(out, ",\"restarts\":%u,\"last_exit\":", w->restarts);
     if (w->has_exit) {
         fprintf(out, "{\"%s\":%d,\"reason\":", w->exit_signaled ? "signal" : "code", w->exit_value);
-        json_str(out, w->exit_reason);
+        jsonw_str(out, w->exit_reason);
         fputc('}', out);
     } else {
         fputs("null", out);
     }
     fprintf(out, ",\"backoff_ms\":%" PRIu64 ",\"slot\":", w->backoff_ms);
-    json_str(out, w->slot);
+    jsonw_str(out, w->slot);
     fputs(",\"confirmed_lsn\":", out);
     if (w->has_stats && w->confirmed_lsn) {
         char lsn[LSN_TEXT_MAX];
         lsn_format(w->confirmed_lsn, lsn);
-        json_str(out, lsn);
+        jsonw_str(out, lsn);
     } else {
         fputs("null", out);
     }
@@ -93,25 +64,25 @@ static void render_worker(FILE *out, const status_worker *w)
         fputs("null", out);
     fputs(",\"wal_status\":", out);
     if (w->has_stats && w->wal_status && w->wal_status[0])
-        json_str(out, w->wal_status);
+        jsonw_str(out, w->wal_status);
     else
         fputs("null", out);
     fprintf(out,
-            ",\"events\":%" PRIu64 ",\"findings\":%" PRIu64 ",\"snapshot\":{\"tables_done\":%" PRIu32
-            ",\"tables_total\":%" PRIu32 "},\"table_errors\":[",
-            w->events, w->findings, w->tables_done, w->tables_total);
+            ",\"events\":%" PRIu64 ",\"findings\":%" PRIu64 ",\"undelivered_findings\":%" PRIu64
+            ",\"snapshot\":{\"tables_done\":%" PRIu32 ",\"tables_total\":%" PRIu32 "},\"table_errors\":[",
+            w->events, w->findings, w->undelivered_findings, w->tables_done, w->tables_total);
     for (size_t i = 0; i < w->n_table_errors; i++) {
         const status_table_error *e = &w->table_errors[i];
         fputs(i ? ",{\"schema\":" : "{\"schema\":", out);
-        json_str(out, e->schema);
+        jsonw_str(out, e->schema);
         fputs(",\"table\":", out);
-        json_str(out, e->table);
+        jsonw_str(out, e->table);
         fputs(",\"reason\":", out);
-        json_str(out, e->reason);
+        jsonw_str(out, e->reason);
         fputc('}', out);
     }
     fputs("],\"log_file\":", out);
-    json_str(out, w->log_file);
+    jsonw_str(out, w->log_file);
     fputc('}', out);
 }
 

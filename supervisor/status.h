@@ -37,6 +37,7 @@ typedef struct {
     int64_t retained_wal_bytes; /* -1 unknown */
     const char *wal_status;     /* "" unknown */
     uint64_t events, findings;
+    uint64_t undelivered_findings; /* confirmed without acknowledgement (max_retained_wal) */
     uint32_t tables_done, tables_total;
     const status_table_error *table_errors;
     size_t n_table_errors;

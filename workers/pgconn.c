@@ -406,6 +406,11 @@ bool pgconn_paused(const pgconn *c)
     return c->paused;
 }
 
+bool pgconn_broken(const pgconn *c)
+{
+    return c->state == PC_BROKEN;
+}
+
 bool pgconn_busy(const pgconn *c)
 {
     return c->head != NULL;

@@ -56,6 +56,7 @@ void pgconn_resume(pgconn *c);
 bool pgconn_paused(const pgconn *c);
 
 bool pgconn_busy(const pgconn *c); /* a query is running or queued */
+bool pgconn_broken(const pgconn *c); /* the connection failed or was closed by the server */
 PGconn *pgconn_raw(pgconn *c);     /* for PQserverVersion, PQescapeLiteral, ... */
 const char *pgconn_label(const pgconn *c);
 /* The last error, reduced to one line (no DETAIL/CONTEXT: they may quote row data). */

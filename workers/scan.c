@@ -98,8 +98,23 @@ void scanner_set_engine(scanner *s, engine *e)
     s->eng = e;
 }
 
+/* pgsense's own state (store = postgres) is never scanned: it would scan its own writes. */
+static bool own_table(const char *schema, const char *table)
+{
+    static const char *const own[] = {"_sqlx_migrations", "replication_state", "table_schemas", "table_columns",
+                                      "destination_tables_metadata"};
+    if (strcmp(schema, "etl") != 0)
+        return false;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (strcmp(table, own[i]) == 0)
+            return true;
+    return false;
+}
+
 bool scanner_table_excluded(const scanner *s, const char *schema, const char *table)
 {
+    if (own_table(schema, table))
+        return true;
     if (s->include_schemas.n && !glob_any(&s->include_schemas, schema))
         return true;
     if (s->exclude_tables.n) {

@@ -186,6 +186,13 @@ static void clear(unit *u)
     arena_free(u);
 }
 
+void unit_drop_pending(unit *u)
+{
+    u->n = 0;
+    u->bytes = 0;
+    arena_free(u);
+}
+
 void unit_reset(unit *u)
 {
     clear(u);

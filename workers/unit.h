@@ -45,6 +45,9 @@ __attribute__((warn_unused_result)) int unit_end_table(unit *u, chan *c, unit_se
                                                        const char *schema, const char *table,
                                                        uint64_t snapshot_lsn, uint64_t *seq_out);
 
+/* Drop the buffered findings, keeping the unit's seq and total (they are counted elsewhere). */
+void unit_drop_pending(unit *u);
+
 /* Drop everything buffered and forget the seq (a transaction abandoned on reconnect). */
 void unit_reset(unit *u);
 

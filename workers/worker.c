@@ -31,6 +31,7 @@
 #include "lsn.h"
 #include "pgconn.h"
 #include "pgoutput.h"
+#include "pgstore.h"
 #include "pgtypes.h"
 #include "replproto.h"
 #include "rules.h"
@@ -68,6 +69,7 @@ typedef struct {
 typedef struct {
     uint64_t seq;
     uint32_t relid;
+    uint64_t snapshot_lsn;
 } pending_table;
 
 typedef struct {
@@ -94,6 +96,7 @@ typedef struct {
     char *identity, *slot;
     char port[8];
     uint8_t on_slot_lost;
+    uint8_t store; /* frame_store */
     uint64_t max_retained_wal;
     int snapshot_connections;
     uint32_t publication_poll_s;
@@ -112,6 +115,7 @@ typedef struct {
 
     /* PostgreSQL */
     pgconn *side, *repl;
+    pgstore *pgs; /* store = postgres */
     pgo_decoder *dec;
     pgtypes_cache *types;
     catalog_checks checks;
@@ -143,6 +147,7 @@ typedef struct {
     pending_ack *acks;
     size_t n_acks, cap_acks;
     uint64_t undelivered;
+    bool overflow; /* over max_retained_wal with the sinks stuck: reading on, findings counted, not sent */
     uint64_t reconnects;
     catalog_slot_stats slot_stats;
     ev_tstamp last_wal_warn;
@@ -229,6 +234,7 @@ static void worker_exit(int code, const char *fmt, ...)
     if (W.repl && (W.state == W_STREAMING || W.state == W_DRAINING))
         repl_close_cleanly(pgconn_raw(W.repl), 3000);
     pgconn_free(W.repl);
+    pgstore_free(W.pgs);
     pgconn_free(W.side);
     exit(code);
 }
@@ -470,6 +476,7 @@ static void on_start(const frame_start *st)
         worker_exit(EXIT_FATAL, "START lacks dbname, publication, slot or identity");
     snprintf(W.port, sizeof(W.port), "%u", st->port ? st->port : 5432);
     W.on_slot_lost = st->on_slot_lost;
+    W.store = st->store;
     W.max_retained_wal = st->max_retained_wal;
     W.snapshot_connections = st->snapshot_connections ? (int)st->snapshot_connections : 2;
     W.publication_poll_s = st->publication_poll_s ? st->publication_poll_s : 60;
@@ -542,6 +549,8 @@ static void on_ack(const frame_ack *a)
         if (t) {
             t->state = FRAME_TABLE_READY;
             t->reason[0] = '\0';
+            if (W.pgs)
+                pgstore_table_ready(W.pgs, t->relid, t->schema, t->table, W.ptables[k].snapshot_lsn);
         }
         k++;
     }
@@ -609,6 +618,10 @@ static void on_frame(void *ctx, const frame *f)
         break;
     case FRAME_CREDIT:
         chan_credit_add(W.ch, f->credit.bytes);
+        if (W.overflow && chan_credit(W.ch) > 0) {
+            W.overflow = false;
+            log_info("stream", "sinks take findings again: leaving the max_retained_wal overflow");
+        }
         stream_resume_if_possible();
         break;
     case FRAME_HEARTBEAT:
@@ -640,7 +653,7 @@ static void send_feedback(bool reply)
     uint64_t flush = W.confirmed;
     repl_build_status(msg, W.received, flush, flush, repl_now_pg_us(), reply);
     if (pgconn_copy_send(W.repl, msg, sizeof(msg)) < 0)
-        log_warn("stream", "cannot send a status update: %s", pgconn_error(W.repl));
+        worker_exit(EXIT_ERROR, "replication connection lost (status update failed): %s", pgconn_error(W.repl));
 }
 
 static void on_feedback(struct ev_loop *loop, ev_timer *w, int revents)
@@ -658,35 +671,51 @@ static void on_stats(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     if (W.scan)
         send_stats();
+    if (W.pgs && W.state == W_STREAMING)
+        pgstore_confirmed(W.pgs, W.confirmed);
 }
 
-/* WAL held for an undelivered finding: say so louder the longer it lasts. */
+/*
+ * WAL held for an undelivered finding: say so louder the longer it lasts;
+ * past max_retained_wal, move on (SPEC section 6): confirm what was sent,
+ * read on without credit and count the findings that are not delivered.
+ */
 static void wal_retention_check(void)
 {
-    if (W.n_acks == 0 || !W.slot_stats.found)
+    if (!W.slot_stats.found)
         return;
-    ev_tstamp now = ev_now(W.loop);
-    ev_tstamp waited = now - W.acks[0].sent;
+    if (W.overflow)
+        return; /* left when the supervisor returns credit (FRAME_CREDIT) */
+    bool stuck = W.n_acks > 0 || (W.repl && pgconn_paused(W.repl) && chan_credit(W.ch) <= 0);
+    if (!stuck)
+        return;
     if (W.max_retained_wal && W.slot_stats.retained_bytes > 0 &&
-        (uint64_t)W.slot_stats.retained_bytes > W.max_retained_wal) {
+        (uint64_t)W.slot_stats.retained_bytes > W.max_retained_wal && !W.overflow) {
         uint64_t lost = 0;
         for (size_t i = 0; i < W.n_acks; i++)
             lost += W.acks[i].findings;
         W.undelivered += lost;
-        if (W.acks[W.n_acks - 1].end_lsn > W.confirmed)
+        if (W.n_acks && W.acks[W.n_acks - 1].end_lsn > W.confirmed)
             W.confirmed = W.acks[W.n_acks - 1].end_lsn;
         log_error("stream",
                   "retained WAL %" PRId64 " bytes is over max_retained_wal %" PRIu64
-                  ": moving on without acknowledgement of %zu transaction(s), %" PRIu64
-                  " finding(s) counted as undelivered",
+                  ": moving on without acknowledgement of %zu transaction(s); %" PRIu64
+                  " finding(s) counted as undelivered, and findings are counted, not sent, until the sinks "
+                  "take them again",
                   W.slot_stats.retained_bytes, W.max_retained_wal, W.n_acks, lost);
         W.n_acks = 0;
+        W.overflow = true;
+        stream_resume_if_possible();
         return;
     }
-    if (waited < 10 || now - W.last_wal_warn < 30)
+    if (W.n_acks == 0)
+        return;
+    ev_tstamp now = ev_now(W.loop);
+    ev_tstamp waited = now - W.acks[0].sent;
+    if (waited < 10 || now - W.last_wal_warn < 15)
         return;
     W.last_wal_warn = now;
-    log_level lvl = waited >= 300 ? LOG_LVL_ERROR : waited >= 60 ? LOG_LVL_WARN : LOG_LVL_INFO;
+    log_level lvl = waited >= 300 ? LOG_LVL_ERROR : waited >= 30 ? LOG_LVL_WARN : LOG_LVL_INFO;
     log_msg(lvl, "stream",
             "waiting %.0f s for the sinks to acknowledge %zu transaction(s); slot %s retains %" PRId64
             " bytes of WAL",
@@ -724,6 +753,14 @@ static void on_slot_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)w;
     (void)revents;
+    /*
+     * The catalog connection dies first when the server shuts down; a paused
+     * stream would otherwise keep the walsender waiting for a confirmation
+     * that cannot come (fast shutdown hangs). Nothing unacknowledged was
+     * confirmed, so leaving is safe: the supervisor restarts us.
+     */
+    if (W.side && pgconn_broken(W.side))
+        worker_exit(EXIT_ERROR, "connection to %s lost: %s", W.identity, pgconn_error(W.side));
     if (!W.side || pgconn_busy(W.side))
         return;
     char sql[1024];
@@ -776,16 +813,20 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 static bool may_read(void)
 {
-    return W.state == W_STREAMING && chan_credit(W.ch) > 0 && !chan_congested(W.ch) && !W.pending_rel;
+    if (W.state != W_STREAMING || W.pending_rel)
+        return false;
+    if (W.overflow)
+        return !chan_congested(W.ch);
+    return chan_credit(W.ch) > 0 && !chan_congested(W.ch);
 }
 
 static void stream_resume_if_possible(void)
 {
     if (W.state != W_STREAMING)
         return;
-    if (chan_credit(W.ch) <= 0 || chan_congested(W.ch))
+    if (chan_congested(W.ch) || (chan_credit(W.ch) <= 0 && !W.overflow))
         return;
-    if (W.snap)
+    if (W.snap && chan_credit(W.ch) > 0)
         snapshot_resume(W.snap);
     if (W.repl && pgconn_paused(W.repl) && !W.pending_rel)
         pgconn_resume(W.repl);
@@ -914,8 +955,14 @@ static void scan_change(const pgo_relation *rel, const pgo_tuple *newtup, const 
                                                                  : W.txn_time + PGO_EPOCH_OFFSET_US};
     if (scanner_row(W.scan, r->st, newtup->cols, oldtup ? oldtup->cols : NULL, &o, W.txn) < 0)
         worker_exit(EXIT_ERROR, "out of memory while scanning");
-    if (unit_bytes(W.txn) >= UNIT_FLUSH_BYTES && unit_flush(W.txn, W.ch, &W.seq) < 0)
+    if (W.overflow) {
+        if (unit_count(W.txn) > 0) { /* counted, not sent: the sinks cannot take them */
+            W.undelivered += unit_count(W.txn);
+            unit_drop_pending(W.txn);
+        }
+    } else if (unit_bytes(W.txn) >= UNIT_FLUSH_BYTES && unit_flush(W.txn, W.ch, &W.seq) < 0) {
         worker_exit(EXIT_ERROR, "cannot send findings to the supervisor");
+    }
 }
 
 static int on_xlogdata(const repl_msg *m)
@@ -935,6 +982,21 @@ static int on_xlogdata(const repl_msg *m)
         uint64_t seq = 0;
         uint32_t n = unit_total(W.txn);
         int64_t ct = msg.u.commit.commit_time + PGO_EPOCH_OFFSET_US;
+        if (W.overflow) {
+            /* Moving on: close what the supervisor already has (its acks go in seq order), confirm the rest. */
+            W.undelivered += unit_count(W.txn);
+            unit_drop_pending(W.txn);
+            if (unit_has_seq(W.txn) &&
+                unit_end_txn(W.txn, W.ch, &W.seq, msg.u.commit.commit_lsn, msg.u.commit.end_lsn, ct, &seq) < 0)
+                worker_exit(EXIT_ERROR, "cannot send a transaction end to the supervisor");
+            unit_reset(W.txn);
+            if (msg.u.commit.end_lsn > W.confirmed)
+                W.confirmed = msg.u.commit.end_lsn;
+            W.in_txn = false;
+            W.last_end = msg.u.commit.end_lsn;
+            apply_next_rules();
+            break;
+        }
         if (unit_end_txn(W.txn, W.ch, &W.seq, msg.u.commit.commit_lsn, msg.u.commit.end_lsn, ct, &seq) < 0)
             worker_exit(EXIT_ERROR, "cannot send a transaction end to the supervisor");
         push_ack(seq, msg.u.commit.end_lsn, n);
@@ -955,10 +1017,13 @@ static int on_xlogdata(const repl_msg *m)
         scan_change(msg.u.update.rel, &msg.u.update.newtup, msg.u.update.old_kind ? &msg.u.update.oldtup : NULL,
                     FRAME_OP_UPDATE);
         break;
+    case PGO_MESSAGE:
+        if (W.pgs && strcmp(msg.u.message.prefix, PGSTORE_MESSAGE_PREFIX) == 0)
+            pgstore_schema_message(W.pgs, msg.u.message.lsn, msg.u.message.content, msg.u.message.len);
+        break;
     case PGO_DELETE:
     case PGO_TRUNCATE:
     case PGO_ORIGIN:
-    case PGO_MESSAGE:
         break;
     }
     return 0;
@@ -1018,8 +1083,9 @@ static void start_streaming(void)
     if (!slot || !pubq || !publit)
         worker_exit(EXIT_ERROR, "out of memory");
     char sql[1024];
-    snprintf(sql, sizeof(sql),
-             "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', publication_names %s)", slot, publit);
+    bool messages = W.pgs && pgstore_schema_history(W.pgs);
+    snprintf(sql, sizeof(sql), "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', publication_names %s%s)",
+             slot, publit, messages ? ", messages 'true'" : "");
     PQfreemem(slot);
     PQfreemem(pubq);
     PQfreemem(publit);
@@ -1035,7 +1101,7 @@ static void start_streaming(void)
 
 /* ---- snapshot -------------------------------------------------------- */
 
-static void push_ptable(uint64_t seq, uint32_t relid)
+static void push_ptable(uint64_t seq, uint32_t relid, uint64_t snapshot_lsn)
 {
     if (W.n_ptables == W.cap_ptables) {
         size_t cap = W.cap_ptables ? W.cap_ptables * 2 : 32;
@@ -1045,7 +1111,7 @@ static void push_ptable(uint64_t seq, uint32_t relid)
         W.ptables = n;
         W.cap_ptables = cap;
     }
-    W.ptables[W.n_ptables++] = (pending_table){seq, relid};
+    W.ptables[W.n_ptables++] = (pending_table){seq, relid, snapshot_lsn};
 }
 
 static void snap_imported(void *ctx, bool ok, const char *err)
@@ -1060,7 +1126,7 @@ static void snap_imported(void *ctx, bool ok, const char *err)
 static void snap_table_sent(void *ctx, const catalog_table *t, uint64_t seq)
 {
     (void)ctx;
-    push_ptable(seq, t->relid);
+    push_ptable(seq, t->relid, W.snap ? snapshot_lsn(W.snap) : 0);
 }
 
 static void snap_table_error(void *ctx, const catalog_table *t, const char *reason)
@@ -1197,6 +1263,8 @@ static void on_slot_created(pgconn *c, void *ctx, const PGresult *res)
         worker_exit(EXIT_ERROR, "slot %s: unexpected consistent point", W.slot);
     snprintf(W.exported, sizeof(W.exported), "%s", PQgetvalue(res, 0, 2));
     W.slot_created = true;
+    if (W.pgs)
+        pgstore_slot_created(W.pgs);
     log_info("stream", "created slot %s at %s", W.slot, PQgetvalue(res, 0, 1));
     /* The exported snapshot lives until the replication connection's next command. */
     W.state = W_IMPORTING;
@@ -1336,6 +1404,32 @@ static void on_repl_connected(pgconn *c, void *ctx, bool ok, const char *err)
         worker_exit(EXIT_ERROR, "%s", pgconn_error(W.repl));
 }
 
+static void open_replication(void)
+{
+    W.repl = pgconn_new(W.loop, W.repl_keys, W.repl_vals, "replication");
+    if (!W.repl || pgconn_connect(W.repl, on_repl_connected, NULL) < 0)
+        worker_exit(EXIT_ERROR, "cannot start the replication connection: %s",
+                    W.repl ? pgconn_error(W.repl) : "out of memory");
+}
+
+static void on_store_table(void *ctx, uint32_t relid, const char *schema, const char *table, bool ready)
+{
+    (void)ctx;
+    table_state *t = table_add(relid, schema, table, ready ? FRAME_TABLE_READY : FRAME_TABLE_PENDING);
+    if (ready)
+        t->state = FRAME_TABLE_READY;
+}
+
+static void on_store_ready(void *ctx, bool ok, int code, const char *err)
+{
+    (void)ctx;
+    if (!ok)
+        worker_exit(code, "%s", err);
+    log_info("store", "store = postgres: %u table(s) already snapshotted; schema history %s", tables_done(),
+             pgstore_schema_history(W.pgs) ? "kept" : "not kept (event trigger not installed)");
+    open_replication();
+}
+
 static void on_checks(pgconn *c, void *ctx, const PGresult *res)
 {
     (void)ctx;
@@ -1359,10 +1453,13 @@ static void on_checks(pgconn *c, void *ctx, const PGresult *res)
     if (!W.checks.can_replicate)
         worker_exit(EXIT_FATAL, "role %s lacks the REPLICATION attribute: ALTER ROLE %s WITH REPLICATION;",
                     W.checks.current_user, W.checks.current_user);
-    W.repl = pgconn_new(W.loop, W.repl_keys, W.repl_vals, "replication");
-    if (!W.repl || pgconn_connect(W.repl, on_repl_connected, NULL) < 0)
-        worker_exit(EXIT_ERROR, "cannot start the replication connection: %s",
-                    W.repl ? pgconn_error(W.repl) : "out of memory");
+    if (W.store == FRAME_STORE_POSTGRES) {
+        W.pgs = pgstore_new(W.side, W.slot);
+        if (!W.pgs || pgstore_start(W.pgs, on_store_table, on_store_ready, NULL) < 0)
+            worker_exit(EXIT_ERROR, "store = postgres: cannot start: %s", pgconn_error(W.side));
+        return;
+    }
+    open_replication();
 }
 
 static void on_side_connected(pgconn *c, void *ctx, bool ok, const char *err)
