@@ -155,7 +155,7 @@ int detect_value_prepare(detect_value *v, const char *s, size_t len)
         return -1;
     }
     /* Which runs can start a number (card, SSN, phone) and which an IBAN: decided once, not per detector. */
-    uint32_t *bound = v->ibuf, *upper = v->ibuf + v->cap;
+    uint32_t *bound = v->ibuf, *upper = v->ibuf ? v->ibuf + v->cap : NULL; /* no run yet: no buffer */
     size_t nb = 0, nu = 0;
     for (size_t k = 0; k < v->n; k++) {
         size_t st = v->buf[k].start;

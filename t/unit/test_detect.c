@@ -492,3 +492,15 @@ Test(detect, digit_runs_match_reference)
     }
     detect_value_free(&v);
 }
+
+/* Found by fuzz_rules: a fresh detect_value and a value without digits (no buffer yet) is fine. */
+Test(detect, prepare_without_digits_on_a_fresh_value)
+{
+    detect_value v = {0};
+    cr_assert_eq(detect_value_prepare(&v, "no digits here", 14), 0);
+    cr_assert_eq(v.n, 0);
+    cr_assert_eq(v.n_bound, 0);
+    cr_assert_eq(v.n_upper, 0);
+    cr_assert_eq(detect_scan_value(DETECT_CREDIT_CARD, &v, NULL, NULL), 0);
+    detect_value_free(&v);
+}
