@@ -341,6 +341,8 @@ static void start_copy(sconn *c)
     char *sql = malloc(SQL_MAX);
     char *qname = catalog_qualified_name(raw, t->schema, t->table);
     uint16_t k = 0;
+    bool finish = false;    /* the table ends here: nothing to COPY, or an error */
+    const char *error = NULL;
     if (!names || !scanned || !keys || !c->colmap || !sql || !qname)
         goto nomem;
 
@@ -372,13 +374,8 @@ static void start_copy(sconn *c)
     }
     if (k == 0) {
         /* Nothing text-like to read: the table is done at once. */
-        free(names);
-        free(scanned);
-        free(keys);
-        free(sql);
-        free(qname);
-        table_finished(c, NULL);
-        return;
+        finish = true;
+        goto out;
     }
     int w = snprintf(sql + pos, SQL_MAX - pos, " FROM %s%s%s%s%s) TO STDOUT", t->relkind == 'p' ? "" : "ONLY ",
                      qname, t->rowfilter ? " WHERE (" : "", t->rowfilter ? t->rowfilter : "",
@@ -391,37 +388,29 @@ static void start_copy(sconn *c)
         goto nomem;
     c->rows = 0;
     if (pgconn_query(c->pc, sql, on_copy_done, on_copy_row, c) < 0) {
-        free(names);
-        free(scanned);
-        free(keys);
-        free(sql);
-        free(qname);
-        table_finished(c, pgconn_error(c->pc));
-        return;
+        finish = true;
+        error = pgconn_error(c->pc);
+        goto out;
     }
     if (s->paused)
         pgconn_pause(c->pc);
-    free(names);
-    free(scanned);
-    free(keys);
-    free(sql);
-    free(qname);
-    return;
+    goto out;
 toolong:
-    free(names);
-    free(scanned);
-    free(keys);
-    free(sql);
-    free(qname);
-    table_finished(c, "column list too long for one COPY");
-    return;
+    finish = true;
+    error = "column list too long for one COPY";
+    goto out;
 nomem:
+    finish = true;
+    error = "out of memory";
+out:
+    /* One cleanup path; the table is finished (done or failed) only after it. */
     free(names);
     free(scanned);
     free(keys);
     free(sql);
     free(qname);
-    table_finished(c, "out of memory");
+    if (finish)
+        table_finished(c, error);
 }
 
 static void on_types(pgconn *pc, void *ctx, const PGresult *res)
