@@ -69,7 +69,7 @@ def main():
             tail = FindingsTail(os.path.join(d, "findings.jsonl"),
                                 on_line=lambda f, now: lat.append(now - parse_ts(f["commit_time"])) or
                                 stage.append((parse_ts(f["detected_at"]) - parse_ts(f["commit_time"]),
-                                              now - parse_ts(f["detected_at"]))))
+                                              now - parse_ts(f["detected_at"]))), defer=True)
             sup = Supervisor(d, ini)
             try:
                 sup.wait_state(db, "streaming", timeout=60)
@@ -94,7 +94,7 @@ def main():
                 lagm = re.search(r"rate limit schedule lag: avg ([\d.]+) \(max ([\d.]+)\) ms", out.stdout)
                 rows = int(pg.scalar("SELECT count(*) FROM t", db=db))
                 deadline = time.time() + 60
-                while time.time() < deadline and len(lat) < rows:
+                while time.time() < deadline and tail.count < rows:
                     time.sleep(0.05)
                 t_last = time.time()
                 tail.stop()

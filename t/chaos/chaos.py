@@ -49,11 +49,16 @@ def percentile(xs, q):
 class FindingsTail:
     """Reads findings.jsonl incrementally. Tolerant: a line that is not JSON
     (a cut line after a crash) is counted in .corrupt, never raised.
-    on_line(obj, arrival) is called for every complete line."""
+    on_line(obj, arrival) is called for every complete line. With defer=True
+    the reader only stamps and keeps the raw lines (.count still grows) and
+    parses them in stop(): a latency benchmark must not let the reader's own
+    JSON parsing delay the next read and so inflate the figures."""
 
-    def __init__(self, path, on_line=None):
+    def __init__(self, path, on_line=None, defer=False):
         self.path = path
         self.on_line = on_line
+        self.defer = defer
+        self.deferred = []
         self.pos = 0
         self.rest = b""
         self.count = 0
@@ -79,6 +84,14 @@ class FindingsTail:
         data = self.rest + data
         lines = data.split(b"\n")
         self.rest = lines.pop()
+        if self.defer:
+            with self.lock:
+                self.deferred.append((now, lines))
+                self.count += len(lines)
+            return len(lines)
+        return self._parse(lines, now)
+
+    def _parse(self, lines, now):
         n = 0
         for raw in lines:
             if not raw.strip():
@@ -112,6 +125,11 @@ class FindingsTail:
         if self._thread:
             self._thread.join(5)
         self.poll()
+        if self.defer:
+            with self.lock:
+                batches, self.deferred, self.count = self.deferred, [], 0
+            for now, lines in batches:
+                self._parse(lines, now)
 
     def snapshot(self):
         with self.lock:
