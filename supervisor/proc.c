@@ -43,6 +43,8 @@ struct proc {
     frame_outq *outq;
     ev_io rio, wio;
     bool got_hello;
+    bool reading;         /* inside rio_cb: credit is summed into credit_owed */
+    uint64_t credit_owed; /* returned in one CREDIT frame when rio_cb ends */
     pipeline_src *src;
     bool connected; /* reported "connected" to the pipeline (worker has a PostgreSQL connection) */
 
@@ -365,12 +367,22 @@ static void ack_cb(void *ctx, uint64_t seq, uint64_t end_lsn)
     (void)chan_send(p, &f);
 }
 
-static void credit_cb(void *ctx, uint64_t bytes)
+static void send_credit(proc *p, uint64_t bytes)
 {
-    proc *p = ctx;
     frame f = {.type = FRAME_CREDIT};
     f.credit.bytes = bytes;
     (void)chan_send(p, &f);
+}
+
+/* Credit taken back while reading is returned once, after the reads: one
+ * CREDIT frame per wakeup instead of one per FINDINGS frame. */
+static void credit_cb(void *ctx, uint64_t bytes)
+{
+    proc *p = ctx;
+    if (p->reading)
+        p->credit_owed += bytes;
+    else
+        send_credit(p, bytes);
 }
 
 static void ready_cb(void *ctx, const frame_table_done *t)
@@ -541,11 +553,28 @@ static bool chan_read(proc *p)
     return rs == FRAME_OK;
 }
 
+/* Reads per readiness callback: one read(2) fills at most the decoder's
+ * buffer (16 KiB to start), and the sinks flush once per loop iteration, so
+ * one read per iteration would cap a worker at 16 KiB of findings per
+ * iteration. Reading until the socket is empty, bounded so that
+ * one busy worker cannot starve the others, lets a group commit take
+ * everything that arrived meanwhile. */
+#define PROC_READS_PER_WAKEUP 64
+
 static void rio_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    (void)chan_read((proc *)w->data);
+    proc *p = w->data;
+    p->reading = true;
+    for (int i = 0; i < PROC_READS_PER_WAKEUP; i++)
+        if (!chan_read(p))
+            break; /* drained (AGAIN) or closed */
+    p->reading = false;
+    uint64_t owed = p->credit_owed;
+    p->credit_owed = 0;
+    if (owed > 0 && p->fd >= 0)
+        send_credit(p, owed);
 }
 
 /* ---- spawn ---- */

@@ -2,7 +2,7 @@
  * fake_worker: a stand-in for pgsense-worker in the supervisor's integration
  * tests. Speaks the frame protocol on fd 3; what it does depends on the
  * worker name in START (prefix): ok, crash, fatal, schema, silent, badframe,
- * oldproto, snap, rulesfail. Every step is reported on stderr, which the
+ * oldproto, snap, rulesfail, burst. Every step is reported on stderr, which the
  * supervisor writes to worker-NAME.log, where the tests read it.
  */
 #include <dirent.h>
@@ -109,6 +109,34 @@ static void report_env_and_fds(void)
     say("fds: %s", fds[0] ? fds : "ok");
 }
 
+/* burst: BURST_FRAMES one-finding FINDINGS frames queued and written at
+ * once; the supervisor should return their credit in a few CREDIT frames,
+ * not one per FINDINGS frame. Returns the credit those frames charged. */
+#define BURST_FRAMES 300
+
+static uint64_t send_burst(uint64_t *seq)
+{
+    uint64_t charged = 0;
+    for (int i = 0; i < BURST_FRAMES; i++) {
+        frame_finding fi = {.rule_id = "email", .description = "Email address", .category = "pii",
+                            .schema = "public", .table = "users", .column = "email",
+                            .masked_sample = "b***@example.com", .lsn = 0x16B3748, .commit_time = now_us(),
+                            .detected_at = now_us()};
+        frame f = {.type = FRAME_FINDINGS};
+        f.findings.seq = ++*seq;
+        f.findings.findings = &fi;
+        f.findings.n_findings = 1;
+        size_t len = 0;
+        if (frame_encode(&f, NULL, 0, &len, NULL, 0) == FRAME_ERR || frame_outq_push(q, &f) != FRAME_OK) {
+            say("cannot queue a burst frame");
+            exit(1);
+        }
+        charged += len;
+    }
+    flush_all();
+    return charged;
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i++)
@@ -136,6 +164,7 @@ int main(int argc, char **argv)
     uint64_t seq = 0, events = 0;
     int64_t last_beat = now_us();
     bool heard_beat = false;
+    uint64_t burst_charged = 0, credit_got = 0, credit_frames = 0;
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r = poll(&p, 1, 200);
@@ -191,6 +220,11 @@ int main(int argc, char **argv)
                     rr.rules_result.ok = !(is("rulesfail") && f.rules.generation > 1);
                     rr.rules_result.error = rr.rules_result.ok ? "" : "out of memory (fake)";
                     send_frame(&rr);
+                    if (is("burst") && f.rules.generation == 1) {
+                        burst_charged = send_burst(&seq);
+                        say("burst of %d FINDINGS frames sent, %llu bytes charged", BURST_FRAMES,
+                            (unsigned long long)burst_charged);
+                    }
                     if (is("snap") && f.rules.generation == 1) {
                         frame td = {.type = FRAME_TABLE_DONE};
                         td.table_done.seq = ++seq;
@@ -208,6 +242,13 @@ int main(int argc, char **argv)
                         say("snapshot acknowledged; simulated crash");
                         return 1;
                     }
+                    break;
+                case FRAME_CREDIT:
+                    credit_frames++;
+                    credit_got += f.credit.bytes;
+                    if (is("burst") && burst_charged && credit_got == burst_charged)
+                        say("burst credit returned: %llu bytes in %llu CREDIT frames",
+                            (unsigned long long)credit_got, (unsigned long long)credit_frames);
                     break;
                 case FRAME_HEARTBEAT:
                     if (!heard_beat)

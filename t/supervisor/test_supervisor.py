@@ -179,7 +179,7 @@ STATES = {"starting", "connecting", "snapshot", "streaming", "backoff", "failed"
 
 def scenario_workers():
     """Restarts, exit codes, watchdog, status, logs, rules file watch, SIGTERM."""
-    names = ["ok", "crash", "fatal", "silent", "schema", "badframe", "oldproto", "snap", "rulesfail"]
+    names = ["ok", "crash", "fatal", "silent", "schema", "badframe", "oldproto", "snap", "rulesfail", "burst"]
     s = Sup(names)
     try:
         s.start()
@@ -194,6 +194,10 @@ def scenario_workers():
               envnames is not None and "FOO_SECRET" not in envnames and "PGSSLMODE" in envnames
               and envnames <= {"HOME", "PGPASSFILE", "PGSSLMODE"}, envnames)
         check("worker holds no fd but 0-3", "fds: ok" in s.wlog("ok"), s.wlog("ok"))
+        burst = wait_for(lambda: re.search(r"burst credit returned: (\d+) bytes in (\d+) CREDIT frames",
+                                           s.wlog("burst")), 10)
+        check("300 FINDINGS frames written at once: all their credit returned in at most 10 CREDIT frames",
+              burst is not None and int(burst.group(2)) <= 10, s.wlog("burst")[-600:])
         check("crash message kept in worker-crash.log",
               wait_for(lambda: "FAKE-CRASH-MESSAGE" in s.wlog("crash"), 5), s.wlog("crash"))
 
