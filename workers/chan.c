@@ -9,12 +9,19 @@
 
 #include "log.h"
 
+/* Frames are written at the end of the loop iteration (ev_prepare), so the
+ * FINDINGS and TXN_END of every transaction decoded in one iteration share
+ * one send(2) and one wakeup of the supervisor; a queue past this size is
+ * written at once. */
+#define CHAN_FLUSH_NOW (64 * 1024)
+
 struct chan {
     struct ev_loop *loop;
     int fd;
     frame_decoder *dec;
     frame_outq *out;
     ev_io rio, wio;
+    ev_prepare pw; /* deferred flush */
     ev_timer hb;
     chan_frame_cb on_frame;
     chan_closed_cb on_closed;
@@ -37,6 +44,7 @@ static void close_chan(chan *c, bool eof, const char *reason)
     c->closed = true;
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
+    ev_prepare_stop(c->loop, &c->pw);
     ev_timer_stop(c->loop, &c->hb);
     c->on_closed(c->ctx, eof, reason);
 }
@@ -89,6 +97,15 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
     flush(w->data);
 }
 
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    chan *c = w->data;
+    ev_prepare_stop(loop, w);
+    if (!c->closed && frame_outq_pending(c->out) > 0 && !ev_is_active(&c->wio))
+        flush(c);
+}
+
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -118,8 +135,9 @@ chan *chan_new(struct ev_loop *loop, int fd, chan_frame_cb on_frame, chan_closed
     }
     ev_io_init(&c->rio, on_read, fd, EV_READ);
     ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    ev_prepare_init(&c->pw, on_prepare);
     ev_init(&c->hb, on_heartbeat);
-    c->rio.data = c->wio.data = c->hb.data = c;
+    c->rio.data = c->wio.data = c->pw.data = c->hb.data = c;
     ev_io_start(loop, &c->rio);
     return c;
 }
@@ -130,6 +148,7 @@ void chan_free(chan *c)
         return;
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
+    ev_prepare_stop(c->loop, &c->pw);
     ev_timer_stop(c->loop, &c->hb);
     frame_decoder_free(c->dec);
     frame_outq_free(c->out);
@@ -143,7 +162,12 @@ int chan_send(chan *c, const frame *f)
     frame_status st = frame_outq_push(c->out, f);
     if (st != FRAME_OK)
         return -1;
-    flush(c);
+    if (ev_is_active(&c->wio))
+        return 0; /* the socket is full: on_write sends it */
+    if (frame_outq_pending(c->out) >= CHAN_FLUSH_NOW)
+        flush(c);
+    else
+        ev_prepare_start(c->loop, &c->pw);
     return c->closed ? -1 : 0;
 }
 

@@ -22,7 +22,9 @@ typedef void (*chan_closed_cb)(void *ctx, bool eof, const char *reason);
 chan *chan_new(struct ev_loop *loop, int fd, chan_frame_cb on_frame, chan_closed_cb on_closed, void *ctx);
 void chan_free(chan *c);
 
-/* Queue a frame; -1 if it cannot be queued (too big, queue full, channel closed). */
+/* Queue a frame, written at the end of this loop iteration (or at once when
+ * 64 KiB are queued); -1 if it cannot be queued (too big, queue full, channel
+ * closed). */
 __attribute__((warn_unused_result)) int chan_send(chan *c, const frame *f);
 
 /* Send FINDINGS: like chan_send, and subtracts the encoded size from the credit. */
