@@ -1,6 +1,8 @@
 /*
- * log: leveled logging, console or JSON lines. One write(2) per record so
- * lines from several processes sharing a file never interleave mid-line.
+ * log: leveled logging, console or JSON lines. Each write(2) carries whole
+ * records, so lines from several processes sharing a file never interleave
+ * mid-line: one record per write, or, between log_hold() and log_release(),
+ * every record held in one write.
  */
 #include "log.h"
 
@@ -14,12 +16,16 @@
 #include <unistd.h>
 
 #define LOG_LINE_MAX 4096
+#define LOG_HOLD_MAX (64 * 1024) /* held records are written when this fills */
 
 static log_level g_min = LOG_LVL_INFO;
 static log_format g_fmt = LOG_FMT_CONSOLE;
 static char g_prefix[64];
 static int g_fd = -1; /* -1: stderr */
 static char *g_path;
+static bool g_holding;
+static char g_held[LOG_HOLD_MAX];
+static size_t g_held_len;
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
 
@@ -64,6 +70,31 @@ void log_setup(log_level min, log_format fmt, const char *prefix)
     snprintf(g_prefix, sizeof(g_prefix), "%s", prefix ? prefix : "");
 }
 
+static void write_all(int fd, const char *buf, size_t len);
+
+static void write_held(void)
+{
+    if (g_held_len > 0)
+        write_all(g_fd >= 0 ? g_fd : STDERR_FILENO, g_held, g_held_len);
+    g_held_len = 0;
+}
+
+void log_hold(void)
+{
+    g_holding = true;
+}
+
+void log_release(void)
+{
+    write_held();
+    g_holding = false;
+}
+
+size_t log_held(void)
+{
+    return g_held_len;
+}
+
 static int open_log(const char *path)
 {
     int fd;
@@ -84,6 +115,7 @@ int log_open_file(const char *path)
         errno = ENOMEM;
         return -1;
     }
+    write_held();
     if (g_fd >= 0)
         close(g_fd);
     free(g_path);
@@ -99,6 +131,7 @@ int log_reopen(void)
     int fd = open_log(g_path);
     if (fd < 0)
         return -1;
+    write_held();
     if (g_fd >= 0)
         close(g_fd);
     g_fd = fd;
@@ -109,6 +142,7 @@ int log_redirect_stderr(void)
 {
     if (g_fd < 0)
         return 0;
+    write_held();
     return dup2(g_fd, STDERR_FILENO) < 0 ? -1 : 0;
 }
 
@@ -201,7 +235,15 @@ void log_vmsg(log_level lvl, const char *module, const char *fmt, va_list ap)
             pos = sizeof(line) - 2;
     }
     line[pos++] = '\n';
-    write_all(g_fd >= 0 ? g_fd : STDERR_FILENO, line, pos);
+    if (g_holding && lvl < LOG_LVL_FATAL) {
+        if (g_held_len + pos > sizeof(g_held))
+            write_held();
+        memcpy(g_held + g_held_len, line, pos);
+        g_held_len += pos;
+    } else {
+        write_held();
+        write_all(g_fd >= 0 ? g_fd : STDERR_FILENO, line, pos);
+    }
     errno = saved_errno;
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     LOG_LVL_DEBUG, /* developer detail */
@@ -44,6 +45,19 @@ void log_msg(log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(log_level lvl, const char *module, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
+
+/*
+ * Between log_hold() and log_release() records (below FATAL) are kept in a
+ * 64 KiB buffer and written together, whole lines in one write(2): for a
+ * caller that logs many records per event-loop iteration. FATAL, a reopen or
+ * a full buffer writes what is held first, so the order is kept. Not for a
+ * process that logs in a forked child (held records would be written twice):
+ * the supervisor's children only exec.
+ */
+void log_hold(void);
+void log_release(void);
+/* Bytes held and not written yet. */
+size_t log_held(void);
 
 #define log_debug(mod, ...) log_msg(LOG_LVL_DEBUG, (mod), __VA_ARGS__)
 #define log_info(mod, ...) log_msg(LOG_LVL_INFO, (mod), __VA_ARGS__)

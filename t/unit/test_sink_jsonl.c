@@ -295,6 +295,12 @@ Test(sink, log_sink_levels_and_masked_sample_only)
         f.severity = (uint8_t)sev;
         cr_assert_eq(s->ops->write(s, &r), 0);
         char *l = slurp(logpath);
+        cr_assert_null(strstr(l, "sample="), "written before the flush: %s", l); /* held: one write per flush */
+        free(l);
+        cr_assert_gt(s->buffered, 0);
+        s->ops->flush(s);
+        cr_assert_eq(s->buffered, 0);
+        l = slurp(logpath);
         cr_assert_not_null(strstr(l, want[sev]), "severity %u: %s", sev, l);
         cr_assert_not_null(strstr(l, "sample=\"ja****om\""), "%s", l);
         cr_assert_not_null(strstr(l, sink_severity_name(sev)), "%s", l);
