@@ -42,8 +42,9 @@ typedef struct {
     int (*write)(sink *s, const sink_record *r);
     /*
      * Make everything taken so far delivered (and durable for a durable
-     * sink). May complete at once (jsonl: write(2) + fdatasync) or later
-     * (async sinks): completion is reported through progress.
+     * sink). May complete at once (log, stdout) or later (jsonl: write(2)
+     * now, fdatasync on its sync thread; HTTP, postgres): completion is
+     * reported through progress.
      */
     void (*flush)(sink *s);
     /*

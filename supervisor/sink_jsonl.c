@@ -2,11 +2,14 @@
  * sink_jsonl: the durable JSON-lines sink (SPEC section 5) and the JSON line
  * shared with stdout. Owns its file, its batch buffer and its retry timer.
  *
- * Durability point: flush() does write(2) of the whole batch then
- * fdatasync(2), synchronously, inside the libev loop. It is the one
- * blocking call the loop allows; it is bounded by one batch (the pipeline
- * flushes at 1 MiB, at every transaction end and after 5 ms) and it is what
- * lets a worker confirm its LSN to PostgreSQL.
+ * Durability point: flush() does write(2) of the whole batch in the loop
+ * (page cache) and hands fdatasync(2) to a sync thread, so a slow disk
+ * never stalls the loop (workers, heartbeats, other sinks). One sync is in
+ * flight at a time: findings taken meanwhile wait in the buffer and go out
+ * as the next batch when it completes (group commit). Completion comes back
+ * on an ev_async; only then do the batch's records count as durable, and
+ * only durable records let a worker confirm its LSN to PostgreSQL. The
+ * thread touches nothing but the fd number and the result it is handed.
  *
  * A failed flush (ENOSPC, EIO, a vanished directory) keeps the batch in
  * memory, rolls a partly written batch back (ftruncate) so the file holds
@@ -22,6 +25,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +310,19 @@ typedef struct {
     char *next_path;
     int next_fd;
     bool next_created;
+    /* the fdatasync in flight (loop thread's side) */
+    bool inflight;
+    size_t inflight_len;       /* bytes at the head of buf written and being synced */
+    uint64_t inflight_records; /* records in them */
+    int retired_fd;            /* replaced by a reload while being synced: closed on completion */
+    ev_async synced;
+    /* the sync thread; mu guards job, job_fd, done, result, stop */
+    bool thread_started;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool job, done, stop;
+    int job_fd, result;
 } sink_jsonl;
 
 /* Open path for appending; *created says whether it did not exist before. */
@@ -379,72 +397,15 @@ static void jsonl_report_failure(sink_jsonl *j, ev_tstamp now)
     }
 }
 
-static void jsonl_flush(sink *s)
+/*
+ * A failed attempt: off bytes of this batch were written to a regular file
+ * that was start_size long (rolled back so the file holds whole lines). The
+ * batch stays in memory; the sink blocks and retries on a timer.
+ */
+static void jsonl_fail(sink_jsonl *j, int err, size_t off, bool regular, off_t start_size)
 {
-    sink_jsonl *j = (sink_jsonl *)s;
-    off_t start_size = -1;
-    size_t off = 0;
-    bool regular = false;
-    struct stat st;
-
-    if (j->buf.len == 0)
-        return;
-    if (j->fd < 0) {
-        bool created;
-        j->fd = jsonl_open(j->path, &created, NULL, 0);
-        if (j->fd < 0)
-            goto fail;
-        j->dir_sync = j->dir_sync || created;
-    }
-    if (fstat(j->fd, &st) == 0 && S_ISREG(st.st_mode)) {
-        regular = true;
-        start_size = st.st_size;
-    }
-    while (off < j->buf.len) {
-        ssize_t n = write(j->fd, j->buf.data + off, j->buf.len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            goto fail;
-        }
-        if (n == 0) {
-            errno = EIO;
-            goto fail;
-        }
-        off += (size_t)n;
-    }
-    /* the durability point; EINVAL/EROFS: a pipe or device that cannot sync */
-    if (fdatasync(j->fd) < 0 && errno != EINVAL && errno != EROFS) {
-        off = 0; /* written but not known durable: write the batch again */
-        goto fail;
-    }
-    if (j->dir_sync) {
-        /* a new file's directory entry; a directory we cannot open is only worth a warning */
-        if (jsonl_sync_dir(j->path) < 0)
-            log_warn(MOD, "jsonl sink \"%s\": cannot fsync the directory of %s: %s", s->name, j->path,
-                     strerror(errno));
-        j->dir_sync = false;
-    }
-
-    uint64_t n_records = s->taken - s->durable_pos;
-    sink_buf_consume(&j->buf, j->buf.len);
-    s->buffered = 0;
-    s->durable_pos = s->taken;
-    s->delivered += n_records;
-    if (s->blocked) {
-        log_info(MOD, "jsonl sink \"%s\": writing %s again after %" PRIu64 " failed attempts (%.1f s)",
-                 s->name, j->path, j->fail_count, ev_now(s->loop) - j->fail_since);
-        s->blocked = false;
-        ev_timer_stop(s->loop, &j->retry);
-    }
-    j->fail_count = 0;
-    j->retry_ms = SINK_JSONL_RETRY_MIN_MS;
-    if (s->progress)
-        s->progress(s->progress_ctx, s);
-    return;
-
-fail:
-    j->last_errno = errno;
+    sink *s = &j->base;
+    j->last_errno = err;
     if (off > 0 && regular) {
         /* keep the file to whole lines: the batch is written again later */
         if (ftruncate(j->fd, start_size) < 0)
@@ -457,6 +418,7 @@ fail:
         j->fd = -1; /* reopen the path on retry: the operator may have fixed it */
     }
     s->errors++;
+    s->buffered = j->buf.len;
     bool was_blocked = s->blocked;
     ev_tstamp now = ev_now(s->loop);
     if (!was_blocked) {
@@ -474,6 +436,171 @@ fail:
     }
     if (!was_blocked && s->progress)
         s->progress(s->progress_ctx, s);
+}
+
+static void *jsonl_sync_thread(void *arg)
+{
+    sink_jsonl *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->job && !j->stop)
+            pthread_cond_wait(&j->cv, &j->mu);
+        if (!j->job)
+            break; /* stop, nothing in flight */
+        int fd = j->job_fd;
+        j->job = false;
+        pthread_mutex_unlock(&j->mu);
+        int r = fdatasync(fd) < 0 ? errno : 0;
+        pthread_mutex_lock(&j->mu);
+        j->result = r;
+        j->done = true;
+        pthread_cond_broadcast(&j->cv);
+        ev_async_send(j->base.loop, &j->synced);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* Start the sync thread with every signal blocked: they belong to the loop. */
+static int jsonl_start_thread(sink_jsonl *j)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
+        return -1;
+    int rc = pthread_create(&j->thread, NULL, jsonl_sync_thread, j);
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    j->thread_started = true;
+    return 0;
+}
+
+static void jsonl_flush(sink *s)
+{
+    sink_jsonl *j = (sink_jsonl *)s;
+    off_t start_size = -1;
+    size_t off = 0;
+    bool regular = false;
+    struct stat st;
+
+    if (j->inflight || j->buf.len == 0)
+        return; /* in flight: the completion writes what came meanwhile */
+    if (!j->thread_started && jsonl_start_thread(j) < 0) {
+        log_error(MOD, "jsonl sink \"%s\": cannot start its sync thread: %s", s->name, strerror(errno));
+        jsonl_fail(j, errno, 0, false, 0);
+        return;
+    }
+    if (j->fd < 0) {
+        bool created;
+        j->fd = jsonl_open(j->path, &created, NULL, 0);
+        if (j->fd < 0) {
+            jsonl_fail(j, errno, 0, false, 0);
+            return;
+        }
+        j->dir_sync = j->dir_sync || created;
+    }
+    if (fstat(j->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        regular = true;
+        start_size = st.st_size;
+    }
+    while (off < j->buf.len) {
+        ssize_t n = write(j->fd, j->buf.data + off, j->buf.len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            jsonl_fail(j, errno, off, regular, start_size);
+            return;
+        }
+        if (n == 0) {
+            jsonl_fail(j, EIO, off, regular, start_size);
+            return;
+        }
+        off += (size_t)n;
+    }
+    j->inflight = true;
+    j->inflight_len = j->buf.len;
+    j->inflight_records = s->taken - s->durable_pos;
+    s->buffered = 0;
+    pthread_mutex_lock(&j->mu);
+    j->job_fd = j->fd;
+    j->job = true;
+    j->done = false;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* The batch in flight is durable (err 0) or not. Loop thread only. */
+static void jsonl_sync_done(sink_jsonl *j, int err)
+{
+    sink *s = &j->base;
+    j->inflight = false;
+    if (j->retired_fd >= 0) {
+        /* a reload switched files while this one was syncing: it is done with it now */
+        close(j->retired_fd);
+        j->retired_fd = -1;
+    }
+    /* EINVAL/EROFS: a pipe or device that cannot sync */
+    if (err != 0 && err != EINVAL && err != EROFS) {
+        /* written but not known durable: write the batch again (it may then be in the file twice) */
+        jsonl_fail(j, err, 0, false, 0);
+        return;
+    }
+    if (j->dir_sync) {
+        /* a new file's directory entry; a directory we cannot open is only worth a warning */
+        if (jsonl_sync_dir(j->path) < 0)
+            log_warn(MOD, "jsonl sink \"%s\": cannot fsync the directory of %s: %s", s->name, j->path,
+                     strerror(errno));
+        j->dir_sync = false;
+    }
+    sink_buf_consume(&j->buf, j->inflight_len);
+    j->inflight_len = 0;
+    s->buffered = j->buf.len;
+    s->durable_pos += j->inflight_records;
+    s->delivered += j->inflight_records;
+    j->inflight_records = 0;
+    if (s->blocked) {
+        log_info(MOD, "jsonl sink \"%s\": writing %s again after %" PRIu64 " failed attempts (%.1f s)",
+                 s->name, j->path, j->fail_count, ev_now(s->loop) - j->fail_since);
+        s->blocked = false;
+        ev_timer_stop(s->loop, &j->retry);
+    }
+    j->fail_count = 0;
+    j->retry_ms = SINK_JSONL_RETRY_MIN_MS;
+    if (j->buf.len > 0)
+        jsonl_flush(s); /* what came while this batch was syncing: the next group commit */
+    if (s->progress)
+        s->progress(s->progress_ctx, s);
+}
+
+static void jsonl_synced_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sink_jsonl *j = w->data;
+    pthread_mutex_lock(&j->mu);
+    bool done = j->done;
+    int err = j->result;
+    j->done = false;
+    pthread_mutex_unlock(&j->mu);
+    if (done && j->inflight)
+        jsonl_sync_done(j, err);
+}
+
+/* Block until the sync in flight (if any) completes, and account for it. */
+static void jsonl_wait_inflight(sink_jsonl *j)
+{
+    if (!j->inflight)
+        return;
+    pthread_mutex_lock(&j->mu);
+    while (!j->done)
+        pthread_cond_wait(&j->cv, &j->mu);
+    int err = j->result;
+    j->done = false;
+    pthread_mutex_unlock(&j->mu);
+    jsonl_sync_done(j, err);
 }
 
 static void jsonl_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -510,7 +637,9 @@ static void jsonl_commit(sink *s)
     sink_jsonl *j = (sink_jsonl *)s;
     if (!j->next_path)
         return;
-    if (j->fd >= 0)
+    if (j->fd >= 0 && j->inflight && j->retired_fd < 0)
+        j->retired_fd = j->fd; /* the sync thread is on it: closed when it completes */
+    else if (j->fd >= 0)
         close(j->fd);
     free(j->path);
     j->path = j->next_path;
@@ -534,8 +663,27 @@ static void jsonl_destroy(sink *s)
 {
     sink_jsonl *j = (sink_jsonl *)s;
     jsonl_abort(s);
-    if (s->loop)
+    if (j->thread_started) {
+        /* a batch being synced is finished first (and counted), then the thread goes */
+        j->base.progress = NULL;
+        jsonl_wait_inflight(j);
+        pthread_mutex_lock(&j->mu);
+        j->stop = true;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        (void)pthread_join(j->thread, NULL);
+    }
+    if (s->loop) {
         ev_timer_stop(s->loop, &j->retry);
+        if (ev_is_active(&j->synced)) {
+            ev_ref(s->loop); /* it was unref'd when started */
+            ev_async_stop(s->loop, &j->synced);
+        }
+    }
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    if (j->retired_fd >= 0)
+        close(j->retired_fd);
     if (j->fd >= 0)
         close(j->fd);
     sink_buf_free(&j->buf);
@@ -563,6 +711,15 @@ sink *sink_jsonl_new(struct ev_loop *loop, const char *name, const char *path, c
     }
     j->fd = -1;
     j->next_fd = -1;
+    j->retired_fd = -1;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    ev_async_init(&j->synced, jsonl_synced_cb);
+    j->synced.data = j;
+    if (loop) {
+        ev_async_start(loop, &j->synced);
+        ev_unref(loop); /* an idle sink must not keep the loop alive */
+    }
     j->base.ops = &jsonl_ops;
     j->base.durable = true;
     j->base.loop = loop;

@@ -268,6 +268,18 @@ static char *slurp(const char *p)
     return strdup(buf);
 }
 
+/* Run the loop until every sink is idle (the jsonl sink's fdatasync runs on
+ * its own thread and comes back through the loop): at most 5 s. */
+static void settle(pipeline *p)
+{
+    for (int i = 0; i < 5000 && !pipeline_sinks_idle(p); i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        if (!pipeline_sinks_idle(p))
+            usleep(1000);
+    }
+    ev_run(loop, EVRUN_NOWAIT);
+}
+
 static size_t count_lines(const char *s)
 {
     size_t n = 0;
@@ -383,6 +395,7 @@ Test(pipeline, dedup_suppresses_but_still_acks)
     send_txn_end(s, 3, 300, 1);
     cr_assert_eq(j->n_seen, 2);
     pipeline_drain(p);
+    settle(p);
     cr_assert_eq(cb.n_acks, 1);
     cr_assert_eq(cb.ack_seq[0], 3);
     cr_assert_eq(cb.ack_lsn[0], 300);
@@ -427,7 +440,8 @@ Test(pipeline, jsonl_end_to_end_exact_and_status)
     char *c = slurp(jpath);
     cr_assert_str_eq(c, "", "nothing written before the flush");
     free(c);
-    ev_run(loop, EVRUN_NOWAIT); /* end of the iteration: write + fdatasync, then ack */
+    ev_run(loop, EVRUN_NOWAIT); /* end of the iteration: write, fdatasync on the sync thread */
+    settle(p);                  /* its completion: ack */
     cr_assert_eq(cb.n_acks, 1);
     cr_assert_eq(cb.ack_lsn[0], 5000);
     c = slurp(jpath);
@@ -455,6 +469,7 @@ Test(pipeline, group_commit_one_flush_one_ack)
     }
     cr_assert_eq(cb.n_acks, 0);
     ev_run(loop, EVRUN_NOWAIT);
+    settle(p);
     cr_assert_eq(cb.n_acks, 1);
     cr_assert_eq(cb.ack_seq[0], 50);
     cr_assert_eq(cb.ack_lsn[0], 50000);
@@ -472,6 +487,7 @@ Test(pipeline, open_transaction_is_flushed_by_the_batch_timer)
     pipeline_src *s = new_src(p);
     send_findings(s, 1, "email", 1, 100);
     ev_run(loop, EVRUN_ONCE); /* the 5 ms timer */
+    settle(p);
     char *c = slurp(jpath);
     cr_assert_eq(count_lines(c), 1);
     free(c);
@@ -688,6 +704,7 @@ Test(pipeline, alerts_metrics_per_sink)
     send_findings(s, 1, "email", 2, 100);
     send_txn_end(s, 1, 100, 2);
     pipeline_drain(p);
+    settle(p);
     char *m = capture(p, pipeline_metrics_text);
     cr_assert_not_null(strstr(m, "pgsense_alerts_total{channel=\"jsonl\",status=\"ok\"} 2\n"
                                  "pgsense_alerts_total{channel=\"jsonl\",status=\"error\"} 0\n"),
@@ -768,6 +785,7 @@ Test(pipeline, reload_reopens_and_failure_keeps_old)
     send_findings(s, 1, "email", 1, 100);
     send_txn_end(s, 1, 100, 1);
     pipeline_drain(p);
+    settle(p);
     cr_assert_eq(cb.n_acks, 1);
     char *c = slurp(jpath);
     cr_assert_eq(count_lines(c), 1);
@@ -782,6 +800,7 @@ Test(pipeline, reload_reopens_and_failure_keeps_old)
     send_findings(s, 2, "email", 2, 100);
     send_txn_end(s, 2, 200, 1);
     pipeline_drain(p);
+    settle(p);
     cr_assert_eq(cb.n_acks, 2);
     c = slurp(other);
     cr_assert_eq(count_lines(c), 1);

@@ -148,6 +148,16 @@ static void write_spec(sink *s, int n)
         cr_assert_eq(s->ops->write(s, &r), 0);
 }
 
+/* Run the loop until the sink's fdatasync (on its sync thread) has come back: at most 5 s. */
+static void settle(sink *s)
+{
+    for (int i = 0; i < 5000 && s->durable_pos < s->taken && !s->blocked; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        if (s->durable_pos < s->taken && !s->blocked)
+            usleep(1000);
+    }
+}
+
 Test(sink, jsonl_flush_writes_batch_and_moves_durable_pos)
 {
     char err[256];
@@ -164,6 +174,10 @@ Test(sink, jsonl_flush_writes_batch_and_moves_durable_pos)
     cr_assert_str_eq(c, "");
     free(c);
     s->ops->flush(s);
+    /* written at once, durable when the sync thread's fdatasync comes back */
+    cr_assert_eq(s->buffered, 0);
+    cr_assert_eq(progress_calls, 0);
+    settle(s);
     cr_assert_eq(s->durable_pos, 3);
     cr_assert_eq(s->delivered, 3);
     cr_assert_eq(s->buffered, 0);
@@ -192,8 +206,11 @@ Test(sink, jsonl_reopen_after_rename)
     cr_assert_eq(rename(path, rotated), 0);
     cr_assert_eq(s->ops->prepare(s, NULL, err, sizeof(err)), 0, "%s", err);
     s->ops->commit(s);
+    /* the first batch may still be syncing on the old file: this one waits for it, then goes to the new file */
     write_spec(s, 2);
     s->ops->flush(s);
+    settle(s);
+    cr_assert_eq(s->durable_pos, 3);
     char *one = expected("finding.jsonl"), *old = slurp(rotated), *cur = slurp(path);
     char two[4096];
     snprintf(two, sizeof(two), "%s%s", one, one);
@@ -219,6 +236,7 @@ Test(sink, jsonl_prepare_failure_keeps_old)
     cr_assert_str_eq(sink_jsonl_path(s), path);
     write_spec(s, 1);
     s->ops->flush(s);
+    settle(s);
     cr_assert_eq(s->durable_pos, 1);
     s->ops->destroy(s);
 }
